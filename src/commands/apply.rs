@@ -1,0 +1,33 @@
+//! `sysprof apply PROFILE`: the safe path from profile to kernel.
+
+use std::path::Path;
+
+use super::{Io, checked_profile, io_err};
+use crate::apply::{self, Outcome};
+use crate::cli::Global;
+use crate::error::{Result, exit};
+use crate::render;
+use crate::store::SHORT_ID;
+
+/// Applies a profile (or shows what it would do with `--dry-run`).
+pub fn run(g: &Global, path: &Path, dry_run: bool, io: &mut Io) -> Result<i32> {
+    let ctx = g.context()?;
+    let (profile, _) = checked_profile(g, &ctx.schema, &ctx.target, path, io)?;
+    let (plan, outcome) = apply::apply(&ctx, &profile, dry_run)?;
+    if io.json() {
+        io.emit(&serde_json::json!({ "ok": true, "profile": profile.name, "plan": plan, "result": outcome }))?;
+        return Ok(exit::OK);
+    }
+    match &outcome {
+        Outcome::InSync => render::ok(&mut io.out, &format!("{}: in sync, nothing to change", profile.name)),
+        Outcome::DryRun { record } => {
+            render::record(&mut io.out, record).and_then(|_| writeln!(io.out, "dry run: nothing was changed"))
+        }
+        Outcome::Applied { id, seq, record } => render::record(&mut io.out, record).and_then(|_| {
+            let persisted = record.persist.as_ref().map(|p| format!(", persisted to {}", p.path)).unwrap_or_default();
+            render::ok(&mut io.out, &format!("applied {} ({} key(s)){persisted}; snapshot {} (#{seq}); undo with `sysprof rollback`", profile.name, record.changes.len(), &id[..SHORT_ID]))
+        }),
+    }
+    .map_err(io_err)?;
+    Ok(exit::OK)
+}

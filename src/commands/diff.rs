@@ -1,0 +1,22 @@
+//! `sysprof diff PROFILE`: current vs desired per key, and a unified diff.
+
+use std::path::Path;
+
+use super::{Io, checked_profile, io_err};
+use crate::cli::Global;
+use crate::error::{Result, exit};
+use crate::plan::Plan;
+use crate::render;
+
+/// Shows the plan; with `--exit-code`, exit 2 when changes are pending.
+pub fn run(g: &Global, path: &Path, exit_code: bool, io: &mut Io) -> Result<i32> {
+    let ctx = g.context()?;
+    let (profile, _) = checked_profile(g, &ctx.schema, &ctx.target, path, io)?;
+    let plan = Plan::build(&profile, &ctx.tree);
+    if io.json() {
+        io.emit(&serde_json::json!({ "ok": true, "in_sync": plan.in_sync(), "plan": plan }))?;
+    } else {
+        render::plan(&mut io.out, &plan).map_err(io_err)?;
+    }
+    Ok(if exit_code && !plan.in_sync() { exit::CHANGES_PENDING } else { exit::OK })
+}

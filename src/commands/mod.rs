@@ -1,0 +1,117 @@
+//! One module per command. Each builds what it needs from the flags, calls the core, and renders
+//! the result as human text or JSON. Exit codes come from `error::exit`.
+
+use std::io::Write;
+use std::path::Path;
+
+use anstream::AutoStream;
+use serde::Serialize;
+
+use crate::cli::{Cli, ColorWhen, Command, Format, Global};
+use crate::error::{Error, Result, exit};
+use crate::profile::Profile;
+use crate::render;
+use crate::schema::Schema;
+use crate::validate::{self, Report, Target};
+
+mod apply;
+mod diff;
+mod explain;
+mod history;
+mod recover;
+mod rollback;
+mod status;
+mod validate_cmd;
+
+/// Where a command writes: stdout for results, stderr for diagnostics.
+pub struct Io {
+    /// Results.
+    pub out: Box<dyn Write>,
+    /// Diagnostics and errors.
+    pub err: Box<dyn Write>,
+    /// Output format.
+    pub format: Format,
+}
+
+impl Io {
+    /// Streams that strip color per `--color`, NO_COLOR and TTY detection.
+    pub fn new(global: &Global) -> Self {
+        let choice = match global.color {
+            ColorWhen::Auto => anstream::ColorChoice::Auto,
+            ColorWhen::Always => anstream::ColorChoice::Always,
+            ColorWhen::Never => anstream::ColorChoice::Never,
+        };
+        Self {
+            out: Box::new(AutoStream::new(std::io::stdout(), choice)),
+            err: Box::new(AutoStream::new(std::io::stderr(), choice)),
+            format: global.format,
+        }
+    }
+
+    /// Whether JSON was asked for.
+    pub fn json(&self) -> bool {
+        self.format == Format::Json
+    }
+
+    /// Prints a JSON document on stdout.
+    pub fn emit<T: Serialize>(&mut self, value: &T) -> Result<()> {
+        let text = serde_json::to_string_pretty(value).expect("output serialises");
+        writeln!(self.out, "{text}").map_err(|e| Error::io("write", "stdout", e))
+    }
+}
+
+/// Maps an I/O error on stdout/stderr.
+pub fn io_err(e: std::io::Error) -> Error {
+    Error::io("write", "the terminal", e)
+}
+
+/// Runs the command line; returns the exit code.
+pub fn run(cli: Cli) -> i32 {
+    let mut io = Io::new(&cli.global);
+    match dispatch(&cli, &mut io) {
+        Ok(code) => code,
+        Err(err) => {
+            let _ = render::error(&mut io.err, &err);
+            if io.json() {
+                let _ = io.emit(&serde_json::json!({ "ok": false, "error": err.to_string(), "help": err.help(), "exit_code": err.exit_code() }));
+            }
+            err.exit_code()
+        }
+    }
+}
+
+fn dispatch(cli: &Cli, io: &mut Io) -> Result<i32> {
+    let g = &cli.global;
+    match &cli.command {
+        Command::Validate { profiles } => validate_cmd::run(g, profiles, io),
+        Command::Diff { profile, exit_code } => diff::run(g, profile, *exit_code, io),
+        Command::Apply { profile, dry_run } => apply::run(g, profile, *dry_run, io),
+        Command::History => history::run(g, io),
+        Command::Show { id } => history::show(g, id, io),
+        Command::Rollback { to, dry_run } => rollback::run(g, to.as_deref(), *dry_run, io),
+        Command::Status => status::run(g, io),
+        Command::Recover => recover::run(g, io),
+        Command::Explain { name } => explain::run(g, name, io),
+    }
+}
+
+/// Loads and validates a profile, rendering findings (human mode) to stderr.
+/// Fails with [`Error::Invalid`] when the findings block.
+pub fn checked_profile(g: &Global, schema: &Schema, target: &Target, path: &Path, io: &mut Io) -> Result<(Profile, Report)> {
+    let profile = Profile::load(path)?;
+    let mut target = target.clone();
+    target.k8s = target.k8s.or_else(|| profile.fact_text("k8s_version").and_then(|v| v.parse().ok()));
+    let report = validate::validate(&profile, schema, &target);
+    if !io.json() {
+        let shown = crate::validate::Report { findings: report.findings.iter().filter(|f| f.severity > crate::schema::Severity::Info).cloned().collect() };
+        render::findings(&mut io.err, &profile, &shown).map_err(io_err)?;
+    }
+    if report.blocks(g.deny_warnings) {
+        let errors = report.count(crate::schema::Severity::Error) + if g.deny_warnings { report.count(crate::schema::Severity::Warning) } else { 0 };
+        return Err(Error::Invalid { file: path.display().to_string(), errors });
+    }
+    Ok((profile, report))
+}
+
+/// The exit code for success.
+pub const OK: i32 = exit::OK;

@@ -1,0 +1,46 @@
+//! `sysprof validate PROFILE...`: schema and rule findings, no kernel access.
+
+use std::path::PathBuf;
+
+use super::{Io, io_err};
+use crate::cli::Global;
+use crate::error::{Result, exit};
+use crate::profile::Profile;
+use crate::render;
+use crate::validate;
+
+/// Validates each profile; exit 3 if any has errors (or warnings with --deny-warnings).
+pub fn run(g: &Global, paths: &[PathBuf], io: &mut Io) -> Result<i32> {
+    let schema = g.load_schema()?;
+    let target = g.target();
+    let mut code = exit::OK;
+    let mut results = Vec::new();
+    for path in paths {
+        let profile = match Profile::load(path) {
+            Ok(p) => p,
+            Err(e) => {
+                render::error(&mut io.err, &e).map_err(io_err)?;
+                results.push(serde_json::json!({ "profile": path, "valid": false, "error": e.to_string() }));
+                code = code.max(e.exit_code());
+                continue;
+            }
+        };
+        let mut target = target.clone();
+        target.k8s = target.k8s.or_else(|| profile.fact_text("k8s_version").and_then(|v| v.parse().ok()));
+        let report = validate::validate(&profile, &schema, &target);
+        let blocked = report.blocks(g.deny_warnings);
+        if blocked {
+            code = code.max(exit::INVALID_INPUT);
+        }
+        if io.json() {
+            results.push(serde_json::json!({ "profile": path, "name": profile.name, "fingerprint": profile.fingerprint, "valid": !blocked, "target": target, "findings": report.findings }));
+        } else {
+            render::findings(&mut io.out, &profile, &report).map_err(io_err)?;
+            render::summary(&mut io.out, &path.display().to_string(), &report).map_err(io_err)?;
+        }
+    }
+    if io.json() {
+        io.emit(&serde_json::json!({ "ok": code == exit::OK, "profiles": results }))?;
+    }
+    Ok(code)
+}

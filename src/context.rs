@@ -1,0 +1,84 @@
+//! The context every command runs in: sysctl tree, state store, persisted file, schema, target.
+//!
+//! The CLI builds it once from flags; the core never reads argv, the environment or `/` on its
+//! own. Tests build the same context over a fake tree or inside a network namespace.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use crate::kernel::SysctlTree;
+use crate::schema::Schema;
+use crate::store::{KeyChange, PersistChange, ProfileRef, RECORD_FORMAT, Record, RecordKind, Store};
+use crate::validate::Target;
+
+/// Who and where, stamped on every record.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// `uid(name)`.
+    pub user: String,
+    /// Host name.
+    pub host: String,
+    /// Kernel release string.
+    pub kernel: String,
+}
+
+impl Identity {
+    /// Reads the running process's identity.
+    pub fn current() -> Self {
+        let uid = nix::unistd::getuid();
+        let name = nix::unistd::User::from_uid(uid).ok().flatten().map(|u| u.name).unwrap_or_default();
+        let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default();
+        let kernel = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
+        Self { user: format!("{uid}({name})"), host, kernel }
+    }
+}
+
+/// Everything the core needs from outside.
+pub struct Context {
+    /// The sysctl tree (already inside `--netns`, if given).
+    pub tree: SysctlTree,
+    /// The state store.
+    pub store: Store,
+    /// The persisted sysctl.d file, or None when persisting is off.
+    pub persist_file: Option<PathBuf>,
+    /// The schema.
+    pub schema: Schema,
+    /// What profiles are validated for.
+    pub target: Target,
+    /// How long to wait for the state lock.
+    pub lock_timeout: Duration,
+    /// The network namespace entered, if any.
+    pub netns: Option<String>,
+    /// Who and where.
+    pub identity: Identity,
+    /// The clock (tests may fix it).
+    pub now: fn() -> SystemTime,
+}
+
+impl Context {
+    /// A new record stamped with time, user, host, kernel and namespace.
+    pub fn new_record(
+        &self,
+        seq: u64,
+        kind: RecordKind,
+        profile: Option<ProfileRef>,
+        restores: Option<String>,
+        changes: Vec<KeyChange>,
+        persist: Option<PersistChange>,
+    ) -> Record {
+        Record {
+            format: RECORD_FORMAT,
+            seq,
+            kind,
+            time: humantime::format_rfc3339_seconds((self.now)()).to_string(),
+            user: self.identity.user.clone(),
+            host: self.identity.host.clone(),
+            kernel: self.identity.kernel.clone(),
+            netns: self.netns.clone(),
+            profile,
+            restores,
+            changes,
+            persist,
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! Sysctl keys: parsed once at the edge, then trusted everywhere.
+//!
+//! A [`SysctlKey`] is a list of path components under the sysctl root. Parsing follows
+//! sysctl.d(5): if the first separator is a slash, the rest of the slashes separate and dots are
+//! kept (`net/ipv4/conf/eth0.100/rp_filter`); if it is a dot, dots separate and slashes stand for
+//! dots inside a component (`net.ipv4.conf.eth0/100.rp_filter`). Components are restricted to a
+//! conservative character set and may never be `.`/`..`, so a key can never name a path outside
+//! the root. [`KeyPattern`] adds `*` components for schema entries and globs.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
+
+/// Longest key accepted, in bytes (the kernel's own names are far shorter).
+const MAX_KEY_LEN: usize = 256;
+/// Longest component accepted (interface names are at most 15 bytes).
+const MAX_COMPONENT_LEN: usize = 64;
+
+/// A validated sysctl name, e.g. `net.ipv4.tcp_fin_timeout`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SysctlKey {
+    components: Vec<String>,
+}
+
+impl SysctlKey {
+    /// Parses a key in dotted or slashed form.
+    pub fn parse(text: &str) -> Result<Self> {
+        let components = split(text, false)?;
+        Ok(Self { components })
+    }
+
+    /// The path components under the sysctl root.
+    pub fn components(&self) -> &[String] {
+        &self.components
+    }
+
+    /// The relative path under the sysctl root (`net/ipv4/tcp_fin_timeout`).
+    pub fn rel_path(&self) -> PathBuf {
+        self.components.iter().collect()
+    }
+
+    /// The last component (`tcp_fin_timeout`).
+    pub fn leaf(&self) -> &str {
+        self.components.last().map(String::as_str).unwrap_or("")
+    }
+}
+
+impl fmt::Display for SysctlKey {
+    /// The canonical dotted form; dots inside a component are written as `/`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_dotted(f, &self.components)
+    }
+}
+
+impl serde::Serialize for SysctlKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// A key that may contain `*` components, each matching exactly one component.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KeyPattern {
+    components: Vec<String>,
+}
+
+impl KeyPattern {
+    /// Parses a pattern such as `net.ipv4.conf.*.rp_filter`.
+    pub fn parse(text: &str) -> Result<Self> {
+        Ok(Self { components: split(text, true)? })
+    }
+
+    /// Whether this pattern has no wildcard.
+    pub fn is_literal(&self) -> bool {
+        !self.components.iter().any(|c| c == "*")
+    }
+
+    /// Whether `key` matches this pattern.
+    pub fn matches(&self, key: &SysctlKey) -> bool {
+        self.components.len() == key.components.len()
+            && self.components.iter().zip(&key.components).all(|(p, k)| p == "*" || p == k)
+    }
+}
+
+impl fmt::Display for KeyPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_dotted(f, &self.components)
+    }
+}
+
+fn write_dotted(f: &mut fmt::Formatter<'_>, components: &[String]) -> fmt::Result {
+    for (i, c) in components.iter().enumerate() {
+        if i > 0 {
+            f.write_str(".")?;
+        }
+        f.write_str(&c.replace('.', "/"))?;
+    }
+    Ok(())
+}
+
+fn reject(text: &str, reason: impl Into<String>) -> Error {
+    Error::Key { key: truncate(text), reason: reason.into() }
+}
+
+/// Keeps error messages readable when a hostile key is megabytes long.
+fn truncate(text: &str) -> String {
+    if text.len() <= 80 {
+        return text.to_owned();
+    }
+    let mut end = 80;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+fn split(text: &str, allow_glob: bool) -> Result<Vec<String>> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(reject(text, "the key is empty"));
+    }
+    if text.len() > MAX_KEY_LEN {
+        return Err(reject(text, format!("longer than {MAX_KEY_LEN} bytes")));
+    }
+    if text == ".." || text.contains("/..") || text.contains("../") {
+        return Err(reject(text, "`..` could leave the sysctl root"));
+    }
+    if text.starts_with('/') {
+        return Err(reject(text, "absolute paths are not keys; write it relative to /proc/sys"));
+    }
+    let slash_first = text.find(['.', '/']).is_some_and(|i| text.as_bytes()[i] == b'/');
+    let components: Vec<String> = if slash_first {
+        text.split('/').map(str::to_owned).collect()
+    } else {
+        text.split('.').map(|c| c.replace('/', ".")).collect()
+    };
+    if components.len() < 2 {
+        return Err(reject(text, "a sysctl key has at least two components (e.g. vm.swappiness)"));
+    }
+    for component in &components {
+        check_component(text, component, allow_glob)?;
+    }
+    Ok(components)
+}
+
+fn check_component(text: &str, component: &str, allow_glob: bool) -> Result<()> {
+    if component.is_empty() {
+        return Err(reject(text, "empty component (doubled or trailing separator)"));
+    }
+    if component == "." || component == ".." || component.starts_with('.') {
+        return Err(reject(text, format!("component {component:?} could leave the sysctl root")));
+    }
+    if component.len() > MAX_COMPONENT_LEN {
+        return Err(reject(text, format!("component longer than {MAX_COMPONENT_LEN} bytes")));
+    }
+    if allow_glob && component == "*" {
+        return Ok(());
+    }
+    if let Some(bad) = component.chars().find(|c| !is_key_char(*c)) {
+        return Err(reject(text, format!("character {bad:?} is not allowed in a sysctl key")));
+    }
+    Ok(())
+}
+
+/// Characters found in kernel sysctl names and Linux interface names we accept.
+fn is_key_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '@' | '+' | ':')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dotted_and_slashed_forms_are_the_same_key() {
+        let dotted = SysctlKey::parse("net.ipv4.tcp_fin_timeout").unwrap();
+        let slashed = SysctlKey::parse("net/ipv4/tcp_fin_timeout").unwrap();
+        assert_eq!(dotted, slashed);
+        assert_eq!(dotted.to_string(), "net.ipv4.tcp_fin_timeout");
+        assert_eq!(dotted.rel_path(), PathBuf::from("net/ipv4/tcp_fin_timeout"));
+    }
+
+    #[test]
+    fn vlan_interface_names_follow_sysctl_d() {
+        for text in ["net.ipv4.conf.eth0/100.rp_filter", "net/ipv4/conf/eth0.100/rp_filter"] {
+            let key = SysctlKey::parse(text).unwrap();
+            assert_eq!(key.components()[3], "eth0.100", "{text}");
+            assert_eq!(key.to_string(), "net.ipv4.conf.eth0/100.rp_filter");
+            assert_eq!(key.rel_path(), PathBuf::from("net/ipv4/conf/eth0.100/rp_filter"));
+        }
+    }
+
+    #[test]
+    fn keys_that_could_escape_or_are_odd_are_rejected() {
+        let cases = [
+            ("", "empty"),
+            ("/etc/passwd", "absolute"),
+            ("net/../../etc/passwd", "leave"),
+            ("net.ipv4/../x", "leave"),
+            ("net/ipv4/./x", "leave"),
+            ("net..ipv4", "empty component"),
+            ("net.ipv4.", "empty component"),
+            ("net.ipv4.tcp fin", "not allowed"),
+            ("net.ipv4.tcp\0fin", "not allowed"),
+            ("net.ipv4.tcp*", "not allowed"),
+            ("swappiness", "at least two"),
+            ("net.ipv4.tcp_$(reboot)", "not allowed"),
+        ];
+        for (text, expected) in cases {
+            let err = SysctlKey::parse(text).unwrap_err().to_string();
+            assert!(err.contains(expected), "{text:?}: {err}");
+        }
+        let long = format!("net.{}", "a".repeat(300));
+        assert!(SysctlKey::parse(&long).unwrap_err().to_string().contains("longer than"));
+    }
+
+    #[test]
+    fn patterns_match_one_component_per_star() {
+        let pattern = KeyPattern::parse("net.ipv4.conf.*.rp_filter").unwrap();
+        assert!(!pattern.is_literal());
+        assert!(pattern.matches(&SysctlKey::parse("net.ipv4.conf.all.rp_filter").unwrap()));
+        assert!(pattern.matches(&SysctlKey::parse("net.ipv4.conf.eth0/100.rp_filter").unwrap()));
+        assert!(!pattern.matches(&SysctlKey::parse("net.ipv4.conf.all.arp_ignore").unwrap()));
+        assert!(SysctlKey::parse("net.ipv4.conf.*.rp_filter").is_err());
+    }
+}

@@ -1,0 +1,14 @@
+//! The `sysprof` binary: parse the command line, run, exit with the documented code.
+
+use clap::Parser;
+
+fn main() {
+    let cli = match sysprof::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            std::process::exit(sysprof::cli::usage_exit_code(&err));
+        }
+    };
+    std::process::exit(sysprof::commands::run(cli));
+}

@@ -1,0 +1,449 @@
+//! The state store: snapshots, history, the write-ahead journal and the lock.
+//!
+//! Layout of the state dir (0700, files 0600):
+//!
+//! ```text
+//! lock                  flock(2) target; holds the pid of the process changing the host
+//! records/<sha256>.json one per change: old and new value of every key, persisted-file
+//!                       before/after, profile, time, user, kernel. Named by the sha256 of its
+//!                       bytes and verified on every read.
+//! history.json          the ordered list of committed record ids
+//! journal.json          present only while a change is in flight: record id + phase
+//! ```
+//!
+//! Every file is written to a temp file in the same directory, fsync'd, renamed, and the
+//! directory fsync'd, so a crash leaves either the old or the new file. The record and the
+//! journal are durable before the first kernel write; the journal goes only after the history
+//! names the record. This module stores and verifies; deciding what to undo is `rollback`'s job.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::profile::hex;
+
+/// Default state directory.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/sysprof";
+/// Record format written by this build.
+pub const RECORD_FORMAT: u32 = 1;
+/// Length of the short ids shown to users.
+pub const SHORT_ID: usize = 12;
+
+/// What a record did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordKind {
+    /// `sysprof apply`.
+    Apply,
+    /// `sysprof rollback`.
+    Rollback,
+}
+
+/// The profile a record applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileRef {
+    /// Its name.
+    pub name: String,
+    /// The path given on the command line.
+    pub path: String,
+    /// Its fingerprint (sha256 over its files).
+    pub sha256: String,
+}
+
+/// One key's change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyChange {
+    /// The key, dotted.
+    pub key: String,
+    /// The kernel's value before.
+    pub before: String,
+    /// The value written.
+    pub after: String,
+}
+
+/// The persisted sysctl.d file before and after (None = absent).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersistChange {
+    /// The file.
+    pub path: String,
+    /// Its content before.
+    pub before: Option<String>,
+    /// Its content after.
+    pub after: Option<String>,
+}
+
+/// A snapshot of one change: enough to undo it and to explain it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// Record format version.
+    pub format: u32,
+    /// Position in the history this record was written for.
+    pub seq: u64,
+    /// Apply or rollback.
+    pub kind: RecordKind,
+    /// UTC time, RFC 3339.
+    pub time: String,
+    /// Who ran it (uid and name).
+    pub user: String,
+    /// Host name.
+    pub host: String,
+    /// Kernel release.
+    pub kernel: String,
+    /// Network namespace, if `--netns` was used.
+    pub netns: Option<String>,
+    /// The profile applied (apply records).
+    pub profile: Option<ProfileRef>,
+    /// For rollbacks: the record whose prior state this restores.
+    pub restores: Option<String>,
+    /// Key changes in write order.
+    pub changes: Vec<KeyChange>,
+    /// The persisted file change, if any.
+    pub persist: Option<PersistChange>,
+}
+
+impl Record {
+    /// The canonical bytes that are hashed and stored.
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        let mut bytes = serde_json::to_vec_pretty(self).expect("records serialise");
+        bytes.push(b'\n');
+        bytes
+    }
+
+    /// Whether the record changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty() && self.persist.as_ref().is_none_or(|p| p.before == p.after)
+    }
+}
+
+/// The phase of an in-flight change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Record durable; kernel writes may have started.
+    Intent,
+    /// Every kernel write done and read back.
+    Written,
+    /// Persisted file renamed into place.
+    Persisted,
+}
+
+/// The journal: which record is in flight and how far it got.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Journal {
+    /// Record id.
+    pub id: String,
+    /// Phase reached.
+    pub phase: Phase,
+}
+
+/// One history line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// 1-based position.
+    pub seq: u64,
+    /// Record id.
+    pub id: String,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct HistoryFile {
+    entries: Vec<HistoryEntry>,
+}
+
+/// Proof that the caller holds the state lock; released on drop.
+#[derive(Debug)]
+pub struct StoreLock {
+    _lock: Flock<File>,
+}
+
+/// The state directory.
+#[derive(Debug, Clone)]
+pub struct Store {
+    dir: PathBuf,
+}
+
+impl Store {
+    /// A store at `dir`; nothing is created until something is written.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Creates the directory layout (0700) and refuses symlinks or foreign owners.
+    pub fn ensure(&self) -> Result<()> {
+        for dir in [self.dir.clone(), self.dir.join("records")] {
+            match fs::symlink_metadata(&dir) {
+                Ok(meta) => check_private_dir(&dir, &meta)?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(|e| Error::io("create", &dir, e))?;
+                }
+                Err(e) => return Err(Error::io("inspect", &dir, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the lock, waiting up to `timeout`.
+    pub fn lock(&self, timeout: Duration) -> Result<StoreLock> {
+        self.ensure()?;
+        let path = self.dir.join("lock");
+        let open = || {
+            OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).custom_flags(libc_nofollow()).open(&path)
+        };
+        let deadline = Instant::now() + timeout;
+        loop {
+            let file = open().map_err(|e| Error::io("open", &path, e))?;
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(mut lock) => {
+                    lock.set_len(0).and_then(|_| write!(lock, "{}\n", std::process::id())).and_then(|_| lock.sync_data()).map_err(|e| Error::io("write", &path, e))?;
+                    return Ok(StoreLock { _lock: lock });
+                }
+                Err((_, nix::errno::Errno::EWOULDBLOCK)) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                    let holder = fs::read_to_string(&path).ok().and_then(|t| t.trim().parse().ok());
+                    return Err(Error::Locked { path, holder });
+                }
+                Err((_, errno)) => return Err(Error::io("lock", &path, errno.into())),
+            }
+        }
+    }
+
+    /// Committed history, oldest first.
+    pub fn history(&self) -> Result<Vec<HistoryEntry>> {
+        let path = self.dir.join("history.json");
+        match read_nofollow(&path)? {
+            None => Ok(Vec::new()),
+            Some(bytes) => serde_json::from_slice::<HistoryFile>(&bytes)
+                .map(|h| h.entries)
+                .map_err(|e| Error::state(format!("history {} is corrupt: {e}", path.display()), Some("restore it from backup; records/ still holds every snapshot"))),
+        }
+    }
+
+    /// Loads and verifies a record by full id or unique prefix.
+    pub fn load(&self, id: &str) -> Result<(String, Record)> {
+        let id = self.resolve_id(id)?;
+        let path = self.record_path(&id);
+        let bytes = read_nofollow(&path)?.ok_or_else(|| missing_snapshot(&id))?;
+        if hex(&Sha256::digest(&bytes)) != id {
+            return Err(Error::state(
+                format!("snapshot {} is corrupt or was tampered with: its sha256 does not match its name", &id[..SHORT_ID]),
+                Some("it will not be used; roll back to another snapshot with `sysprof rollback --to ID`"),
+            ));
+        }
+        let record = serde_json::from_slice(&bytes).map_err(|e| Error::state(format!("snapshot {} cannot be read: {e}", &id[..SHORT_ID]), None))?;
+        Ok((id, record))
+    }
+
+    fn resolve_id(&self, prefix: &str) -> Result<String> {
+        if prefix.len() < 4 || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::state(format!("{prefix:?} is not a snapshot id"), Some("ids are hex; see `sysprof history`")));
+        }
+        let ids: Vec<String> = self.history()?.into_iter().map(|e| e.id).filter(|id| id.starts_with(&prefix.to_ascii_lowercase())).collect();
+        let journal = self.journal()?.map(|j| j.id).filter(|id| id.starts_with(prefix));
+        match (ids.as_slice(), journal) {
+            ([one], _) => Ok(one.clone()),
+            ([], Some(id)) => Ok(id),
+            ([], None) => Err(missing_snapshot(prefix)),
+            _ => Err(Error::state(format!("snapshot id {prefix:?} is ambiguous"), Some("give more characters"))),
+        }
+    }
+
+    fn record_path(&self, id: &str) -> PathBuf {
+        self.dir.join("records").join(format!("{id}.json"))
+    }
+
+    /// Makes a record and its journal durable; returns the record id.
+    pub fn begin(&self, _lock: &StoreLock, record: &Record) -> Result<String> {
+        let bytes = record.canonical_bytes();
+        let id = hex(&Sha256::digest(&bytes));
+        write_atomic(&self.dir.join("records"), &format!("{id}.json"), &bytes)?;
+        self.set_phase(&id, Phase::Intent)?;
+        Ok(id)
+    }
+
+    /// Records how far the in-flight change got.
+    pub fn set_phase(&self, id: &str, phase: Phase) -> Result<()> {
+        let journal = Journal { id: id.to_owned(), phase };
+        write_atomic(&self.dir, "journal.json", &serde_json::to_vec(&journal).expect("journal serialises"))
+    }
+
+    /// The in-flight change, if a previous run did not finish.
+    pub fn journal(&self) -> Result<Option<Journal>> {
+        let path = self.dir.join("journal.json");
+        match read_nofollow(&path)? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                Error::state(format!("journal {} is corrupt: {e}", path.display()), Some("inspect records/ and remove the journal by hand"))
+            }),
+        }
+    }
+
+    /// Appends the record to the history, then drops the journal.
+    pub fn commit(&self, _lock: &StoreLock, id: &str) -> Result<u64> {
+        let mut history = HistoryFile { entries: self.history()? };
+        let seq = match history.entries.last() {
+            Some(last) if last.id == id => last.seq,
+            last => {
+                let seq = last.map_or(1, |e| e.seq + 1);
+                history.entries.push(HistoryEntry { seq, id: id.to_owned() });
+                write_atomic(&self.dir, "history.json", &serde_json::to_vec_pretty(&history).expect("history serialises"))?;
+                seq
+            }
+        };
+        remove_durably(&self.dir, "journal.json")?;
+        Ok(seq)
+    }
+
+    /// Drops an in-flight change that was fully undone, with its record.
+    pub fn abandon(&self, _lock: &StoreLock, id: &str) -> Result<()> {
+        remove_durably(&self.dir, "journal.json")?;
+        if !self.history()?.iter().any(|e| e.id == id) {
+            remove_durably(&self.dir.join("records"), &format!("{id}.json"))?;
+        }
+        Ok(())
+    }
+
+    /// The next sequence number.
+    pub fn next_seq(&self) -> Result<u64> {
+        Ok(self.history()?.last().map_or(1, |e| e.seq + 1))
+    }
+}
+
+fn missing_snapshot(id: &str) -> Error {
+    Error::state(format!("no snapshot {id:?} in the history"), Some("list snapshots with `sysprof history`"))
+}
+
+fn check_private_dir(dir: &Path, meta: &fs::Metadata) -> Result<()> {
+    if meta.file_type().is_symlink() || !meta.is_dir() {
+        return Err(Error::state(format!("state dir {} is not a plain directory (symlink?)", dir.display()), Some("remove it or pick another --state-dir")));
+    }
+    if meta.uid() != nix::unistd::geteuid().as_raw() {
+        return Err(Error::state(format!("state dir {} is owned by uid {}, not by us", dir.display(), meta.uid()), None));
+    }
+    if meta.mode() & 0o077 != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|e| Error::io("chmod", dir, e))?;
+    }
+    Ok(())
+}
+
+fn libc_nofollow() -> i32 {
+    nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC
+}
+
+/// Reads a file without following a symlink at its name; `None` when absent.
+pub fn read_nofollow(path: &Path) -> Result<Option<Vec<u8>>> {
+    let file = OpenOptions::new().read(true).custom_flags(libc_nofollow()).open(path);
+    let mut file = match file {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+            return Err(Error::state(format!("{} is a symlink; refusing to follow it", path.display()), None));
+        }
+        Err(e) => return Err(Error::io("read", path, e)),
+    };
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(|e| Error::io("read", path, e))?;
+    Ok(Some(bytes))
+}
+
+/// Writes `name` in `dir` durably: temp file (0600) in the same dir, fsync, rename, fsync dir.
+pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let target = dir.join(name);
+    let mut temp = tempfile::Builder::new().prefix(&format!(".{name}.")).tempfile_in(dir).map_err(|e| Error::io("create a temp file in", dir, e))?;
+    temp.write_all(bytes).and_then(|_| temp.as_file().sync_all()).map_err(|e| Error::io("write", temp.path().to_owned(), e))?;
+    crate::fault::point("before-rename", name);
+    temp.persist(&target).map_err(|e| Error::io("rename into", &target, e.error))?;
+    crate::fault::point("after-rename", name);
+    sync_dir(dir)
+}
+
+/// Removes `name` from `dir` (if present) and fsyncs the directory.
+pub fn remove_durably(dir: &Path, name: &str) -> Result<()> {
+    let path = dir.join(name);
+    match fs::remove_file(&path) {
+        Ok(()) => sync_dir(dir),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("remove", path, e)),
+    }
+}
+
+/// fsyncs a directory so renames and removals in it are durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io("sync", dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(seq: u64) -> Record {
+        Record {
+            format: RECORD_FORMAT,
+            seq,
+            kind: RecordKind::Apply,
+            time: "2026-11-22T00:00:00Z".into(),
+            user: "0(root)".into(),
+            host: "h".into(),
+            kernel: "6.18".into(),
+            netns: None,
+            profile: None,
+            restores: None,
+            changes: vec![KeyChange { key: "net.ipv4.tcp_fin_timeout".into(), before: "60".into(), after: "30".into() }],
+            persist: None,
+        }
+    }
+
+    #[test]
+    fn records_are_content_addressed_and_verified() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path().join("state"));
+        let lock = store.lock(Duration::from_secs(1)).unwrap();
+        let id = store.begin(&lock, &record(1)).unwrap();
+        assert_eq!(store.journal().unwrap().unwrap(), Journal { id: id.clone(), phase: Phase::Intent });
+        assert_eq!(store.commit(&lock, &id).unwrap(), 1);
+        assert!(store.journal().unwrap().is_none());
+        assert_eq!(store.load(&id[..8]).unwrap().1, record(1));
+
+        let path = store.record_path(&id);
+        let tampered = fs::read_to_string(&path).unwrap().replace("\"30\"", "\"31\"");
+        fs::write(&path, tampered).unwrap();
+        assert!(store.load(&id).unwrap_err().to_string().contains("tampered"));
+        assert!(store.load("abcdef").unwrap_err().to_string().contains("no snapshot"));
+    }
+
+    #[test]
+    fn modes_are_private_and_symlinks_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path().join("state"));
+        let lock = store.lock(Duration::from_secs(1)).unwrap();
+        let id = store.begin(&lock, &record(1)).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().mode() & 0o777;
+        assert_eq!(mode(store.dir()), 0o700);
+        assert_eq!(mode(&store.record_path(&id)), 0o600);
+        assert_eq!(mode(&store.dir().join("journal.json")), 0o600);
+
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(store.dir(), &link).unwrap();
+        assert!(Store::new(&link).ensure().unwrap_err().to_string().contains("symlink"));
+    }
+
+    #[test]
+    fn a_second_locker_times_out_naming_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let _held = store.lock(Duration::from_secs(1)).unwrap();
+        let err = store.lock(Duration::from_millis(50)).unwrap_err();
+        assert!(err.to_string().contains(&format!("pid {}", std::process::id())), "{err}");
+    }
+}
