@@ -18,7 +18,7 @@ use crate::persist;
 use crate::plan::{Plan, Status};
 use crate::profile::Profile;
 use crate::rollback;
-use crate::store::{KeyChange, Phase, PersistChange, ProfileRef, Record, RecordKind, StoreLock};
+use crate::store::{KeyChange, PersistChange, Phase, ProfileRef, Record, RecordKind, StoreLock};
 use crate::value::Value;
 
 /// What `apply` did.
@@ -52,7 +52,10 @@ pub struct Transaction<'t> {
 impl<'t> Transaction<'t> {
     /// Starts an empty transaction on a tree.
     pub fn new(tree: &'t SysctlTree) -> Self {
-        Self { tree, written: Vec::new() }
+        Self {
+            tree,
+            written: Vec::new(),
+        }
     }
 
     /// Writes `after`, remembering `before` for undo, and checks the kernel kept it.
@@ -63,7 +66,12 @@ impl<'t> Transaction<'t> {
         let read_back = self.tree.read(key)?;
         fault::point("after-readback", "");
         if !read_back.same_as(after) {
-            return Err(Error::Kernel { op: "write", key: key.clone(), fault: KernelFault::NotRetained, value: Some(format!("{after}, read back {read_back}")) });
+            return Err(Error::Kernel {
+                op: "write",
+                key: key.clone(),
+                fault: KernelFault::NotRetained,
+                value: Some(format!("{after}, read back {read_back}")),
+            });
         }
         Ok(())
     }
@@ -89,7 +97,16 @@ pub fn restore(tree: &SysctlTree, key: &SysctlKey, value: &Value) -> Result<()> 
     }
     tree.write(key, value)?;
     let now = tree.read(key)?;
-    if now.same_as(value) { Ok(()) } else { Err(Error::Kernel { op: "restore", key: key.clone(), fault: KernelFault::NotRetained, value: Some(value.to_string()) }) }
+    if now.same_as(value) {
+        Ok(())
+    } else {
+        Err(Error::Kernel {
+            op: "restore",
+            key: key.clone(),
+            fault: KernelFault::NotRetained,
+            value: Some(value.to_string()),
+        })
+    }
 }
 
 /// Carries out a record under the lock; returns (id, history seq).
@@ -99,7 +116,11 @@ pub fn execute(ctx: &Context, lock: &StoreLock, record: &Record) -> Result<(Stri
     let mut txn = Transaction::new(&ctx.tree);
     for change in &record.changes {
         let key = SysctlKey::parse(&change.key)?;
-        if let Err(cause) = txn.write(&key, &Value::from_text(&change.before), &Value::from_text(&change.after)) {
+        if let Err(cause) = txn.write(
+            &key,
+            &Value::from_text(&change.before),
+            &Value::from_text(&change.after),
+        ) {
             return Err(abort(ctx, lock, &id, txn, None, cause));
         }
     }
@@ -115,7 +136,14 @@ pub fn execute(ctx: &Context, lock: &StoreLock, record: &Record) -> Result<(Stri
 }
 
 /// Undoes a failed change; drops its journal only if everything was restored.
-fn abort(ctx: &Context, lock: &StoreLock, id: &str, txn: Transaction, persisted: Option<&PersistChange>, cause: Error) -> Error {
+fn abort(
+    ctx: &Context,
+    lock: &StoreLock,
+    id: &str,
+    txn: Transaction,
+    persisted: Option<&PersistChange>,
+    cause: Error,
+) -> Error {
     let (undone, mut undo_failures) = txn.undo();
     if let Some(p) = persisted {
         if let Err(e) = persist::write(Path::new(&p.path), p.before.as_deref()) {
@@ -127,7 +155,11 @@ fn abort(ctx: &Context, lock: &StoreLock, id: &str, txn: Transaction, persisted:
             undo_failures.push(format!("journal: {e}"));
         }
     }
-    Error::Aborted { cause: Box::new(cause), undone, undo_failures }
+    Error::Aborted {
+        cause: Box::new(cause),
+        undone,
+        undo_failures,
+    }
 }
 
 /// Applies a validated profile: lock, recover, plan, record, execute.
@@ -136,8 +168,17 @@ pub fn apply(ctx: &Context, profile: &Profile, dry_run: bool) -> Result<(Plan, O
     rollback::recover(ctx, &lock)?;
     let plan = Plan::build(profile, &ctx.tree);
     if let Some(blocker) = plan.blockers().next() {
-        let fault = if blocker.status == Status::Missing { KernelFault::NotFound } else { KernelFault::PermissionDenied };
-        return Err(Error::Kernel { op: "read", key: blocker.key.clone(), fault, value: None });
+        let fault = if blocker.status == Status::Missing {
+            KernelFault::NotFound
+        } else {
+            KernelFault::PermissionDenied
+        };
+        return Err(Error::Kernel {
+            op: "read",
+            key: blocker.key.clone(),
+            fault,
+            value: None,
+        });
     }
     let record = apply_record(ctx, profile, &plan)?;
     if record.is_empty() {
@@ -160,10 +201,25 @@ fn apply_record(ctx: &Context, profile: &Profile, plan: &Plan) -> Result<Record>
         Some(path) => {
             let before = persist::read(path)?;
             let after = Some(persist::render(plan, &profile.path));
-            (before != after).then(|| PersistChange { path: path.display().to_string(), before, after })
+            (before != after).then(|| PersistChange {
+                path: path.display().to_string(),
+                before,
+                after,
+            })
         }
         None => None,
     };
-    let profile_ref = ProfileRef { name: profile.name.clone(), path: profile.path.display().to_string(), sha256: profile.fingerprint.clone() };
-    Ok(ctx.new_record(ctx.store.next_seq()?, RecordKind::Apply, Some(profile_ref), None, changes.collect(), persist))
+    let profile_ref = ProfileRef {
+        name: profile.name.clone(),
+        path: profile.path.display().to_string(),
+        sha256: profile.fingerprint.clone(),
+    };
+    Ok(ctx.new_record(
+        ctx.store.next_seq()?,
+        RecordKind::Apply,
+        Some(profile_ref),
+        None,
+        changes.collect(),
+        persist,
+    ))
 }

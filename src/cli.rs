@@ -12,11 +12,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::context::{Context, Identity};
 use crate::error::{Error, Result, exit};
 use crate::kernel::{PROC_SYS, SysctlTree};
+use crate::netns;
 use crate::persist::{self, DEFAULT_SYSCTL_D};
 use crate::schema::{Schema, Version};
 use crate::store::{DEFAULT_STATE_DIR, Store};
 use crate::validate::Target;
-use crate::netns;
 
 /// Declarative, validated, reversible Linux sysctl profiles.
 #[derive(Debug, Parser)]
@@ -42,7 +42,12 @@ pub struct Global {
     pub state_dir: Option<PathBuf>,
     /// Directory of the persisted file 99-sysprof.conf. Default /etc/sysctl.d; with --netns
     /// nothing is persisted unless this is given (boot would apply it to the host).
-    #[arg(long = "sysctl-d", global = true, env = "SYSPROF_SYSCTL_D", value_name = "DIR")]
+    #[arg(
+        long = "sysctl-d",
+        global = true,
+        env = "SYSPROF_SYSCTL_D",
+        value_name = "DIR"
+    )]
     pub sysctl_d: Option<PathBuf>,
     /// Do not write the persisted sysctl.d file.
     #[arg(long, global = true)]
@@ -146,7 +151,10 @@ pub enum Command {
 }
 
 fn exit_code_help() -> String {
-    let rows: Vec<String> = exit::TABLE.iter().map(|(code, what)| format!("  {code:>3}  {what}")).collect();
+    let rows: Vec<String> = exit::TABLE
+        .iter()
+        .map(|(code, what)| format!("  {code:>3}  {what}"))
+        .collect();
     format!("Exit codes:\n{}", rows.join("\n"))
 }
 
@@ -161,13 +169,25 @@ impl Global {
 
     /// The validation target: `--kernel`/`--k8s`, else the running kernel and its memory.
     pub fn target(&self) -> Target {
-        let running = Identity::current().kernel.parse().unwrap_or(Version(6, 1, 0));
+        let running = Identity::current()
+            .kernel
+            .parse()
+            .unwrap_or(Version(6, 1, 0));
         let mem_bytes = match self.kernel {
             Some(_) => None,
             None => nix::sys::sysinfo::sysinfo().ok().map(|i| i.ram_total()),
         };
-        let page_size = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok().flatten().unwrap_or(4096) as u64;
-        Target { kernel: self.kernel.unwrap_or(running), k8s: self.k8s, mem_bytes, page_size, child_netns: self.netns.is_some() }
+        let page_size = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+            .ok()
+            .flatten()
+            .unwrap_or(4096) as u64;
+        Target {
+            kernel: self.kernel.unwrap_or(running),
+            k8s: self.k8s,
+            mem_bytes,
+            page_size,
+            child_netns: self.netns.is_some(),
+        }
     }
 
     /// Enters `--netns`, opens the tree and builds the context.
@@ -177,7 +197,9 @@ impl Global {
         }
         let tree = SysctlTree::open(&self.root)?;
         let state_dir = self.state_dir.clone().unwrap_or_else(|| match &self.netns {
-            Some(ns) => PathBuf::from(DEFAULT_STATE_DIR).join("netns").join(ns.replace('/', "_")),
+            Some(ns) => PathBuf::from(DEFAULT_STATE_DIR)
+                .join("netns")
+                .join(ns.replace('/', "_")),
             None => PathBuf::from(DEFAULT_STATE_DIR),
         });
         let persist_dir = match (&self.sysctl_d, &self.netns) {

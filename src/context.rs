@@ -8,7 +8,9 @@ use std::time::{Duration, SystemTime};
 
 use crate::kernel::SysctlTree;
 use crate::schema::Schema;
-use crate::store::{KeyChange, PersistChange, ProfileRef, RECORD_FORMAT, Record, RecordKind, Store};
+use crate::store::{
+    KeyChange, PersistChange, ProfileRef, RECORD_FORMAT, Record, RecordKind, Store,
+};
 use crate::validate::Target;
 
 /// Who and where, stamped on every record.
@@ -26,10 +28,23 @@ impl Identity {
     /// Reads the running process's identity.
     pub fn current() -> Self {
         let uid = nix::unistd::getuid();
-        let name = nix::unistd::User::from_uid(uid).ok().flatten().map(|u| u.name).unwrap_or_default();
-        let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default();
-        let kernel = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
-        Self { user: format!("{uid}({name})"), host, kernel }
+        let name = nix::unistd::User::from_uid(uid)
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+            .unwrap_or_default();
+        let host = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_default();
+        let kernel = nix::sys::utsname::uname()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Self {
+            user: format!("{uid}({name})"),
+            host,
+            kernel,
+        }
     }
 }
 

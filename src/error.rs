@@ -42,11 +42,26 @@ pub mod exit {
         (OK, "success (diff: nothing to change)"),
         (FAILURE, "unexpected failure"),
         (CHANGES_PENDING, "diff --exit-code: changes are pending"),
-        (INVALID_INPUT, "invalid profile, key or value (nothing was changed)"),
-        (KERNEL_REFUSED, "the kernel refused a write; all keys restored"),
-        (INCOMPLETE_UNDO, "a write failed and restoring failed too: check the host"),
-        (STATE, "state store: lock busy, snapshot missing or corrupt, nothing to roll back"),
-        (ENVIRONMENT, "sysctl root, network namespace or permissions unusable"),
+        (
+            INVALID_INPUT,
+            "invalid profile, key or value (nothing was changed)",
+        ),
+        (
+            KERNEL_REFUSED,
+            "the kernel refused a write; all keys restored",
+        ),
+        (
+            INCOMPLETE_UNDO,
+            "a write failed and restoring failed too: check the host",
+        ),
+        (
+            STATE,
+            "state store: lock busy, snapshot missing or corrupt, nothing to roll back",
+        ),
+        (
+            ENVIRONMENT,
+            "sysctl root, network namespace or permissions unusable",
+        ),
         (USAGE, "command-line usage error"),
     ];
 }
@@ -88,7 +103,9 @@ impl KernelFault {
     fn describe(self) -> String {
         match self {
             Self::NotFound => "no such key on this kernel or in this namespace".into(),
-            Self::PermissionDenied => "permission denied (read-only key, or not privileged here)".into(),
+            Self::PermissionDenied => {
+                "permission denied (read-only key, or not privileged here)".into()
+            }
             Self::InvalidValue => "the kernel rejected the value as invalid".into(),
             Self::ReadOnlyFs => "the sysctl tree is mounted read-only".into(),
             Self::Escapes => "the path leaves the sysctl root or crosses a symlink".into(),
@@ -202,30 +219,48 @@ pub enum Error {
 impl Error {
     /// Builds an [`Error::Io`].
     pub fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        Self::Io { action, path: path.into(), source }
+        Self::Io {
+            action,
+            path: path.into(),
+            source,
+        }
     }
 
     /// Builds an [`Error::State`] with an optional help line.
     pub fn state(message: impl Into<String>, help: Option<&str>) -> Self {
-        Self::State { message: message.into(), help: help.map(str::to_owned) }
+        Self::State {
+            message: message.into(),
+            help: help.map(str::to_owned),
+        }
     }
 
     /// Builds an [`Error::Environment`] with an optional help line.
     pub fn environment(message: impl Into<String>, help: Option<&str>) -> Self {
-        Self::Environment { message: message.into(), help: help.map(str::to_owned) }
+        Self::Environment {
+            message: message.into(),
+            help: help.map(str::to_owned),
+        }
     }
 
     /// The process exit code for this error (see [`exit`]).
     pub fn exit_code(&self) -> i32 {
         match self {
             Self::Io { .. } => exit::FAILURE,
-            Self::Profile { .. } | Self::Key { .. } | Self::ExtendsCycle { .. } | Self::Invalid { .. } => {
-                exit::INVALID_INPUT
-            }
+            Self::Profile { .. }
+            | Self::Key { .. }
+            | Self::ExtendsCycle { .. }
+            | Self::Invalid { .. } => exit::INVALID_INPUT,
             Self::Schema { .. } => exit::INVALID_INPUT,
-            Self::Kernel { fault: KernelFault::InvalidValue | KernelFault::NotRetained, .. } => exit::KERNEL_REFUSED,
+            Self::Kernel {
+                fault: KernelFault::InvalidValue | KernelFault::NotRetained,
+                ..
+            } => exit::KERNEL_REFUSED,
             Self::Kernel { .. } => exit::ENVIRONMENT,
-            Self::Aborted { undo_failures, cause, .. } => {
+            Self::Aborted {
+                undo_failures,
+                cause,
+                ..
+            } => {
                 if undo_failures.is_empty() {
                     cause.exit_code().max(exit::KERNEL_REFUSED)
                 } else {
@@ -240,17 +275,25 @@ impl Error {
     /// The help line for this error, when sysprof knows the fix.
     pub fn help(&self) -> Option<String> {
         match self {
-            Self::Profile { help, .. } | Self::State { help, .. } | Self::Environment { help, .. } => help.clone(),
+            Self::Profile { help, .. }
+            | Self::State { help, .. }
+            | Self::Environment { help, .. } => help.clone(),
             Self::Locked { .. } => Some("wait for it to finish, or raise --lock-timeout".into()),
-            Self::Kernel { fault: KernelFault::NotFound, .. } => {
-                Some("check the kernel version, loaded modules and whether this namespace has the key".into())
-            }
-            Self::Kernel { fault: KernelFault::PermissionDenied, .. } => {
-                Some("run as root; in a child network namespace global keys are read-only".into())
-            }
-            Self::Aborted { undo_failures, .. } if !undo_failures.is_empty() => {
-                Some("the keys listed were left changed: run `sysprof status` and restore them by hand".into())
-            }
+            Self::Kernel {
+                fault: KernelFault::NotFound,
+                ..
+            } => Some(
+                "check the kernel version, loaded modules and whether this namespace has the key"
+                    .into(),
+            ),
+            Self::Kernel {
+                fault: KernelFault::PermissionDenied,
+                ..
+            } => Some("run as root; in a child network namespace global keys are read-only".into()),
+            Self::Aborted { undo_failures, .. } if !undo_failures.is_empty() => Some(
+                "the keys listed were left changed: run `sysprof status` and restore them by hand"
+                    .into(),
+            ),
             Self::ExtendsCycle { .. } => Some("remove one of the `extends` entries".into()),
             _ => None,
         }

@@ -12,8 +12,22 @@ compile_error!("the fault-injection feature is for test builds only");
 #[cfg(feature = "fault-injection")]
 pub fn point(name: &str, detail: &str) {
     static HITS: std::sync::Mutex<Vec<(String, usize)>> = std::sync::Mutex::new(Vec::new());
-    let Ok(wanted) = std::env::var("SYSPROF_FAULT") else { return };
-    let full = if detail.is_empty() { name.to_owned() } else { format!("{name}({detail})") };
+    let wanted = std::env::var("SYSPROF_FAULT").ok();
+    let log = std::env::var("SYSPROF_FAULT_LOG").ok();
+    if wanted.is_none() && log.is_none() {
+        return;
+    }
+    // Records are named by their sha256, which differs on every run: name them by role instead
+    // so that a point enumerated in one run can be targeted in the next.
+    let record = detail
+        .strip_suffix(".json")
+        .is_some_and(|id| id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()));
+    let detail = if record { "record" } else { detail };
+    let full = if detail.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{name}({detail})")
+    };
     let mut hits = HITS.lock().unwrap();
     let count = match hits.iter_mut().find(|(n, _)| *n == full) {
         Some((_, c)) => {
@@ -25,11 +39,15 @@ pub fn point(name: &str, detail: &str) {
             1
         }
     };
-    if let Ok(log) = std::env::var("SYSPROF_FAULT_LOG") {
+    if let Some(log) = log {
         use std::io::Write;
-        let _ = std::fs::OpenOptions::new().create(true).append(true).open(log).and_then(|mut f| writeln!(f, "{full}:{count}"));
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .and_then(|mut f| writeln!(f, "{full}:{count}"));
     }
-    if wanted == format!("{full}:{count}") {
+    if wanted.is_some_and(|w| w == format!("{full}:{count}")) {
         std::process::abort();
     }
 }

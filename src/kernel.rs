@@ -36,11 +36,18 @@ impl SysctlTree {
         let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
         let dir = open(root, flags, Mode::empty()).map_err(|errno| {
             Error::environment(
-                format!("cannot open sysctl root {}: {}", root.display(), errno.desc()),
+                format!(
+                    "cannot open sysctl root {}: {}",
+                    root.display(),
+                    errno.desc()
+                ),
                 Some("pass --root DIR for a fake tree, or run where /proc/sys is mounted"),
             )
         })?;
-        Ok(Self { root: root.to_owned(), dir })
+        Ok(Self {
+            root: root.to_owned(),
+            dir,
+        })
     }
 
     /// The root directory.
@@ -81,7 +88,9 @@ impl SysctlTree {
     pub fn write(&self, key: &SysctlKey, value: &Value) -> Result<()> {
         let text = value.to_kernel_text();
         let fault = |f: KernelFault| kernel_error("write", key, f, Some(value.to_string()));
-        let fd = self.open_key(key, OFlag::O_WRONLY | OFlag::O_TRUNC).map_err(|e| fault(KernelFault::from_io(&e.into())))?;
+        let fd = self
+            .open_key(key, OFlag::O_WRONLY | OFlag::O_TRUNC)
+            .map_err(|e| fault(KernelFault::from_io(&e.into())))?;
         let mut file = File::from(fd);
         match file.write(text.as_bytes()) {
             Ok(n) if n == text.len() => Ok(()),
@@ -94,19 +103,38 @@ impl SysctlTree {
         let rel = key.rel_path();
         let how = OpenHow::new()
             .flags(mode | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
-            .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+            .resolve(
+                ResolveFlag::RESOLVE_BENEATH
+                    | ResolveFlag::RESOLVE_NO_SYMLINKS
+                    | ResolveFlag::RESOLVE_NO_MAGICLINKS,
+            );
         match openat2(&self.dir, &rel, how) {
             Err(Errno::ENOSYS) => {
                 // Kernels before 5.6: components are validated (no `..`), O_NOFOLLOW guards the leaf.
-                nix::fcntl::openat(&self.dir, &rel, mode | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW, Mode::empty())
+                nix::fcntl::openat(
+                    &self.dir,
+                    &rel,
+                    mode | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+                    Mode::empty(),
+                )
             }
             other => other,
         }
     }
 }
 
-fn kernel_error(op: &'static str, key: &SysctlKey, fault: KernelFault, value: Option<String>) -> Error {
-    Error::Kernel { op, key: key.clone(), fault, value }
+fn kernel_error(
+    op: &'static str,
+    key: &SysctlKey,
+    fault: KernelFault,
+    value: Option<String>,
+) -> Error {
+    Error::Kernel {
+        op,
+        key: key.clone(),
+        fault,
+        value,
+    }
 }
 
 #[cfg(test)]
@@ -127,7 +155,10 @@ mod tests {
         let key = SysctlKey::parse("net.ipv4.tcp_fin_timeout").unwrap();
         assert_eq!(tree.read(&key).unwrap().to_string(), "60");
         tree.write(&key, &Value::from_text("5")).unwrap();
-        assert_eq!(std::fs::read_to_string(dir.path().join("net/ipv4/tcp_fin_timeout")).unwrap(), "5\n");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("net/ipv4/tcp_fin_timeout")).unwrap(),
+            "5\n"
+        );
     }
 
     #[test]
@@ -135,8 +166,20 @@ mod tests {
         let (dir, tree) = fake_tree();
         let missing = SysctlKey::parse("net.ipv4.tcp_tw_recycle").unwrap();
         let err = tree.write(&missing, &Value::from_text("1")).unwrap_err();
-        assert!(matches!(err, Error::Kernel { fault: KernelFault::NotFound, .. }), "{err}");
-        assert!(!dir.path().join("net/ipv4/tcp_tw_recycle").exists(), "write must never create keys");
+        assert!(
+            matches!(
+                err,
+                Error::Kernel {
+                    fault: KernelFault::NotFound,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(
+            !dir.path().join("net/ipv4/tcp_tw_recycle").exists(),
+            "write must never create keys"
+        );
 
         let outside = tempfile::NamedTempFile::new().unwrap();
         std::os::unix::fs::symlink(outside.path(), dir.path().join("net/ipv4/evil")).unwrap();
@@ -144,7 +187,16 @@ mod tests {
         for text in ["net.ipv4.evil", "net.etc.passwd"] {
             let key = SysctlKey::parse(text).unwrap();
             let err = tree.read(&key).unwrap_err();
-            assert!(matches!(err, Error::Kernel { fault: KernelFault::Escapes, .. }), "{text}: {err}");
+            assert!(
+                matches!(
+                    err,
+                    Error::Kernel {
+                        fault: KernelFault::Escapes,
+                        ..
+                    }
+                ),
+                "{text}: {err}"
+            );
         }
     }
 

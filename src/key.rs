@@ -68,7 +68,9 @@ pub struct KeyPattern {
 impl KeyPattern {
     /// Parses a pattern such as `net.ipv4.conf.*.rp_filter`.
     pub fn parse(text: &str) -> Result<Self> {
-        Ok(Self { components: split(text, true)? })
+        Ok(Self {
+            components: split(text, true)?,
+        })
     }
 
     /// Whether this pattern has no wildcard.
@@ -79,7 +81,11 @@ impl KeyPattern {
     /// Whether `key` matches this pattern.
     pub fn matches(&self, key: &SysctlKey) -> bool {
         self.components.len() == key.components.len()
-            && self.components.iter().zip(&key.components).all(|(p, k)| p == "*" || p == k)
+            && self
+                .components
+                .iter()
+                .zip(&key.components)
+                .all(|(p, k)| p == "*" || p == k)
     }
 }
 
@@ -100,7 +106,10 @@ fn write_dotted(f: &mut fmt::Formatter<'_>, components: &[String]) -> fmt::Resul
 }
 
 fn reject(text: &str, reason: impl Into<String>) -> Error {
-    Error::Key { key: truncate(text), reason: reason.into() }
+    Error::Key {
+        key: truncate(text),
+        reason: reason.into(),
+    }
 }
 
 /// Keeps error messages readable when a hostile key is megabytes long.
@@ -127,16 +136,24 @@ fn split(text: &str, allow_glob: bool) -> Result<Vec<String>> {
         return Err(reject(text, "`..` could leave the sysctl root"));
     }
     if text.starts_with('/') {
-        return Err(reject(text, "absolute paths are not keys; write it relative to /proc/sys"));
+        return Err(reject(
+            text,
+            "absolute paths are not keys; write it relative to /proc/sys",
+        ));
     }
-    let slash_first = text.find(['.', '/']).is_some_and(|i| text.as_bytes()[i] == b'/');
+    let slash_first = text
+        .find(['.', '/'])
+        .is_some_and(|i| text.as_bytes()[i] == b'/');
     let components: Vec<String> = if slash_first {
         text.split('/').map(str::to_owned).collect()
     } else {
         text.split('.').map(|c| c.replace('/', ".")).collect()
     };
     if components.len() < 2 {
-        return Err(reject(text, "a sysctl key has at least two components (e.g. vm.swappiness)"));
+        return Err(reject(
+            text,
+            "a sysctl key has at least two components (e.g. vm.swappiness)",
+        ));
     }
     for component in &components {
         check_component(text, component, allow_glob)?;
@@ -146,19 +163,31 @@ fn split(text: &str, allow_glob: bool) -> Result<Vec<String>> {
 
 fn check_component(text: &str, component: &str, allow_glob: bool) -> Result<()> {
     if component.is_empty() {
-        return Err(reject(text, "empty component (doubled or trailing separator)"));
+        return Err(reject(
+            text,
+            "empty component (doubled or trailing separator)",
+        ));
     }
     if component == "." || component == ".." || component.starts_with('.') {
-        return Err(reject(text, format!("component {component:?} could leave the sysctl root")));
+        return Err(reject(
+            text,
+            format!("component {component:?} could leave the sysctl root"),
+        ));
     }
     if component.len() > MAX_COMPONENT_LEN {
-        return Err(reject(text, format!("component longer than {MAX_COMPONENT_LEN} bytes")));
+        return Err(reject(
+            text,
+            format!("component longer than {MAX_COMPONENT_LEN} bytes"),
+        ));
     }
     if allow_glob && component == "*" {
         return Ok(());
     }
     if let Some(bad) = component.chars().find(|c| !is_key_char(*c)) {
-        return Err(reject(text, format!("character {bad:?} is not allowed in a sysctl key")));
+        return Err(reject(
+            text,
+            format!("character {bad:?} is not allowed in a sysctl key"),
+        ));
     }
     Ok(())
 }
@@ -183,11 +212,17 @@ mod tests {
 
     #[test]
     fn vlan_interface_names_follow_sysctl_d() {
-        for text in ["net.ipv4.conf.eth0/100.rp_filter", "net/ipv4/conf/eth0.100/rp_filter"] {
+        for text in [
+            "net.ipv4.conf.eth0/100.rp_filter",
+            "net/ipv4/conf/eth0.100/rp_filter",
+        ] {
             let key = SysctlKey::parse(text).unwrap();
             assert_eq!(key.components()[3], "eth0.100", "{text}");
             assert_eq!(key.to_string(), "net.ipv4.conf.eth0/100.rp_filter");
-            assert_eq!(key.rel_path(), PathBuf::from("net/ipv4/conf/eth0.100/rp_filter"));
+            assert_eq!(
+                key.rel_path(),
+                PathBuf::from("net/ipv4/conf/eth0.100/rp_filter")
+            );
         }
     }
 
@@ -212,7 +247,12 @@ mod tests {
             assert!(err.contains(expected), "{text:?}: {err}");
         }
         let long = format!("net.{}", "a".repeat(300));
-        assert!(SysctlKey::parse(&long).unwrap_err().to_string().contains("longer than"));
+        assert!(
+            SysctlKey::parse(&long)
+                .unwrap_err()
+                .to_string()
+                .contains("longer than")
+        );
     }
 
     #[test]

@@ -16,7 +16,11 @@ pub const NETNS_RUN_DIR: &str = "/run/netns";
 
 /// Resolves `NAME` (under /run/netns) or a path (`/proc/PID/ns/net`, a bind mount).
 pub fn resolve(spec: &str) -> PathBuf {
-    if spec.contains('/') { PathBuf::from(spec) } else { PathBuf::from(NETNS_RUN_DIR).join(spec) }
+    if spec.contains('/') {
+        PathBuf::from(spec)
+    } else {
+        PathBuf::from(NETNS_RUN_DIR).join(spec)
+    }
 }
 
 /// Moves the calling thread into the network namespace named by `spec`.

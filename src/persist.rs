@@ -25,11 +25,25 @@ pub fn file_in(dir: &Path) -> PathBuf {
 /// Renders the profile's keys as a sysctl.d file. No timestamps: re-applying is a no-op.
 pub fn render(plan: &Plan, profile_path: &Path) -> String {
     let mut text = String::new();
-    writeln!(text, "# Written by sysprof: edits are overwritten by the next `sysprof apply`.").ok();
-    writeln!(text, "# profile: {} ({})", plan.profile, profile_path.display()).ok();
+    writeln!(
+        text,
+        "# Written by sysprof: edits are overwritten by the next `sysprof apply`."
+    )
+    .ok();
+    writeln!(
+        text,
+        "# profile: {} ({})",
+        plan.profile,
+        profile_path.display()
+    )
+    .ok();
     writeln!(text, "# sha256: {}", plan.fingerprint).ok();
     for change in &plan.changes {
-        let optional = if change.status == Status::Skipped { "-" } else { "" };
+        let optional = if change.status == Status::Skipped {
+            "-"
+        } else {
+            ""
+        };
         writeln!(text, "{optional}{} = {}", change.key, change.desired).ok();
     }
     text
@@ -38,7 +52,12 @@ pub fn render(plan: &Plan, profile_path: &Path) -> String {
 /// The file's current content, `None` when absent. Refuses a symlink.
 pub fn read(path: &Path) -> Result<Option<String>> {
     let bytes = store::read_nofollow(path)?;
-    bytes.map(|b| String::from_utf8(b).map_err(|_| Error::state(format!("{} is not UTF-8 text", path.display()), None))).transpose()
+    bytes
+        .map(|b| {
+            String::from_utf8(b)
+                .map_err(|_| Error::state(format!("{} is not UTF-8 text", path.display()), None))
+        })
+        .transpose()
 }
 
 /// Replaces the file with `content`, or removes it for `None`.
@@ -51,8 +70,13 @@ pub fn write(path: &Path, content: Option<&str>) -> Result<()> {
 }
 
 fn split(path: &Path) -> Result<(&Path, &str)> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| Error::environment(format!("{} is not a file path", path.display()), None))?;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+        Error::environment(format!("{} is not a file path", path.display()), None)
+    })?;
     Ok((dir, name))
 }
 
@@ -74,6 +98,10 @@ mod tests {
         std::os::unix::fs::symlink(&victim, &path).unwrap();
         assert!(read(&path).unwrap_err().to_string().contains("symlink"));
         write(&path, Some("x.y = 2\n")).unwrap();
-        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep", "rename replaces the link, never its target");
+        assert_eq!(
+            std::fs::read_to_string(&victim).unwrap(),
+            "keep",
+            "rename replaces the link, never its target"
+        );
     }
 }

@@ -7,8 +7,8 @@
 use std::fmt::Write as _;
 
 use crate::error::{Error, KernelFault};
-use crate::key::SysctlKey;
 use crate::kernel::SysctlTree;
+use crate::key::SysctlKey;
 use crate::profile::{Location, Profile};
 use crate::value::Value;
 
@@ -64,13 +64,30 @@ impl Plan {
             let (current, status, error) = match tree.read(&setting.key) {
                 Ok(v) if v.same_as(&setting.value) => (Some(v), Status::Unchanged, None),
                 Ok(v) => (Some(v), Status::Changed, None),
-                Err(Error::Kernel { fault: KernelFault::NotFound, .. }) if setting.optional => (None, Status::Skipped, None),
-                Err(Error::Kernel { fault: KernelFault::NotFound, .. }) => (None, Status::Missing, None),
+                Err(Error::Kernel {
+                    fault: KernelFault::NotFound,
+                    ..
+                }) if setting.optional => (None, Status::Skipped, None),
+                Err(Error::Kernel {
+                    fault: KernelFault::NotFound,
+                    ..
+                }) => (None, Status::Missing, None),
                 Err(e) => (None, Status::Unreadable, Some(e.to_string())),
             };
-            Change { key: setting.key.clone(), current, desired: setting.value.clone(), status, error, at: setting.at.clone() }
+            Change {
+                key: setting.key.clone(),
+                current,
+                desired: setting.value.clone(),
+                status,
+                error,
+                at: setting.at.clone(),
+            }
         });
-        let mut plan = Plan { profile: profile.name.clone(), fingerprint: profile.fingerprint.clone(), changes: changes.collect() };
+        let mut plan = Plan {
+            profile: profile.name.clone(),
+            fingerprint: profile.fingerprint.clone(),
+            changes: changes.collect(),
+        };
         plan.order_for_kernel_checks();
         plan
     }
@@ -82,7 +99,9 @@ impl Plan {
 
     /// Keys that block an apply (missing or unreadable).
     pub fn blockers(&self) -> impl Iterator<Item = &Change> {
-        self.changes.iter().filter(|c| matches!(c.status, Status::Missing | Status::Unreadable))
+        self.changes
+            .iter()
+            .filter(|c| matches!(c.status, Status::Missing | Status::Unreadable))
     }
 
     /// Whether the kernel already matches the profile.
@@ -95,12 +114,19 @@ impl Plan {
     /// start must therefore wait until the range has moved up, and lowering the range must wait
     /// until the start has moved down: write the start first exactly when it goes down.
     fn order_for_kernel_checks(&mut self) {
-        let position = |plan: &Plan, name: &str| plan.changes.iter().position(|c| c.key.to_string() == name);
-        let (Some(range), Some(start)) = (position(self, "net.ipv4.ip_local_port_range"), position(self, "net.ipv4.ip_unprivileged_port_start")) else {
+        let position =
+            |plan: &Plan, name: &str| plan.changes.iter().position(|c| c.key.to_string() == name);
+        let (Some(range), Some(start)) = (
+            position(self, "net.ipv4.ip_local_port_range"),
+            position(self, "net.ipv4.ip_unprivileged_port_start"),
+        ) else {
             return;
         };
         let start_change = &self.changes[start];
-        let lowering = match (start_change.current.as_ref().and_then(Value::as_int), start_change.desired.as_int()) {
+        let lowering = match (
+            start_change.current.as_ref().and_then(Value::as_int),
+            start_change.desired.as_int(),
+        ) {
             (Some(now), Some(wanted)) => wanted < now,
             _ => false,
         };
@@ -130,7 +156,11 @@ impl Plan {
     /// A unified diff of current vs desired, as sysctl.conf lines.
     pub fn unified_diff(&self) -> String {
         let (before, after) = self.conf_texts();
-        similar::TextDiff::from_lines(&before, &after).unified_diff().context_radius(2).header("kernel (now)", "profile").to_string()
+        similar::TextDiff::from_lines(&before, &after)
+            .unified_diff()
+            .context_radius(2)
+            .header("kernel (now)", "profile")
+            .to_string()
     }
 }
 
@@ -158,30 +188,65 @@ mod tests {
 
     #[test]
     fn statuses_follow_the_kernel() {
-        let (dir, tree) = tree_with(&[("net.ipv4.tcp_fin_timeout", "60"), ("net.ipv4.ip_local_port_range", "32768\t60999")]);
+        let (dir, tree) = tree_with(&[
+            ("net.ipv4.tcp_fin_timeout", "60"),
+            ("net.ipv4.ip_local_port_range", "32768\t60999"),
+        ]);
         let p = profile(
             dir.path(),
             "sysctls:\n  net.ipv4.tcp_fin_timeout: 60\n  net.ipv4.ip_local_port_range: [1024, 65535]\n  net.ipv4.tcp_gone: 1\n  net.ipv4.tcp_maybe: {value: 1, optional: true}\n",
         );
         let plan = Plan::build(&p, &tree);
-        let status = |k: &str| plan.changes.iter().find(|c| c.key.to_string() == k).unwrap().status;
+        let status = |k: &str| {
+            plan.changes
+                .iter()
+                .find(|c| c.key.to_string() == k)
+                .unwrap()
+                .status
+        };
         assert_eq!(status("net.ipv4.tcp_fin_timeout"), Status::Unchanged);
         assert_eq!(status("net.ipv4.ip_local_port_range"), Status::Changed);
         assert_eq!(status("net.ipv4.tcp_gone"), Status::Missing);
         assert_eq!(status("net.ipv4.tcp_maybe"), Status::Skipped);
         assert!(!plan.in_sync());
         let diff = plan.unified_diff();
-        assert!(diff.contains("-net.ipv4.ip_local_port_range = 32768 60999"), "{diff}");
-        assert!(diff.contains("+net.ipv4.ip_local_port_range = 1024 65535"), "{diff}");
+        assert!(
+            diff.contains("-net.ipv4.ip_local_port_range = 32768 60999"),
+            "{diff}"
+        );
+        assert!(
+            diff.contains("+net.ipv4.ip_local_port_range = 1024 65535"),
+            "{diff}"
+        );
     }
 
     #[test]
     fn unprivileged_start_is_ordered_against_the_port_range() {
-        let keys = |plan: &Plan| plan.changes.iter().map(|c| c.key.leaf().to_owned()).collect::<Vec<_>>();
-        let (dir, tree) = tree_with(&[("net.ipv4.ip_local_port_range", "32768 60999"), ("net.ipv4.ip_unprivileged_port_start", "1024")]);
-        let up = profile(dir.path(), "sysctls:\n  net.ipv4.ip_local_port_range: [40000, 60999]\n  net.ipv4.ip_unprivileged_port_start: 35000\n");
-        assert_eq!(keys(&Plan::build(&up, &tree)), ["ip_local_port_range", "ip_unprivileged_port_start"]);
-        let down = profile(dir.path(), "sysctls:\n  net.ipv4.ip_local_port_range: [600, 60999]\n  net.ipv4.ip_unprivileged_port_start: 500\n");
-        assert_eq!(keys(&Plan::build(&down, &tree)), ["ip_unprivileged_port_start", "ip_local_port_range"]);
+        let keys = |plan: &Plan| {
+            plan.changes
+                .iter()
+                .map(|c| c.key.leaf().to_owned())
+                .collect::<Vec<_>>()
+        };
+        let (dir, tree) = tree_with(&[
+            ("net.ipv4.ip_local_port_range", "32768 60999"),
+            ("net.ipv4.ip_unprivileged_port_start", "1024"),
+        ]);
+        let up = profile(
+            dir.path(),
+            "sysctls:\n  net.ipv4.ip_local_port_range: [40000, 60999]\n  net.ipv4.ip_unprivileged_port_start: 35000\n",
+        );
+        assert_eq!(
+            keys(&Plan::build(&up, &tree)),
+            ["ip_local_port_range", "ip_unprivileged_port_start"]
+        );
+        let down = profile(
+            dir.path(),
+            "sysctls:\n  net.ipv4.ip_local_port_range: [600, 60999]\n  net.ipv4.ip_unprivileged_port_start: 500\n",
+        );
+        assert_eq!(
+            keys(&Plan::build(&down, &tree)),
+            ["ip_unprivileged_port_start", "ip_local_port_range"]
+        );
     }
 }

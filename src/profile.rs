@@ -23,21 +23,68 @@ pub const MAX_PROFILE_BYTES: u64 = 1024 * 1024;
 /// The profile format version this build reads.
 pub const FORMAT_VERSION: i64 = 1;
 
-const TOP_LEVEL_FIELDS: &[&str] = &["version", "name", "description", "extends", "context", "sysctls"];
+const TOP_LEVEL_FIELDS: &[&str] = &[
+    "version",
+    "name",
+    "description",
+    "extends",
+    "context",
+    "sysctls",
+];
 const SETTING_FIELDS: &[&str] = &["value", "reason", "source", "optional"];
 
 /// The context facts a profile may declare, and their kinds.
 pub const CONTEXT_FACTS: &[(&str, FactKind, &str)] = &[
-    ("nat", FactKind::Bool, "peers reach this host through NAT (NAT-mode load balancer, SNAT'd or mobile clients)"),
-    ("datacenter_only", FactKind::Bool, "every peer is in the same datacenter (low RTT, no middleboxes)"),
-    ("server", FactKind::Bool, "the host accepts inbound connections"),
-    ("kubernetes_pod", FactKind::Bool, "the profile is for a pod's own network namespace"),
-    ("kubernetes_node", FactKind::Bool, "the host is a Kubernetes node (NodePort range reserved)"),
-    ("lvs_dr_real_server", FactKind::Bool, "the host is a real server behind LVS in direct-routing mode"),
-    ("listening_ports", FactKind::PortList, "ports the host listens on"),
-    ("vip_interfaces", FactKind::NameList, "interfaces carrying an LVS virtual IP"),
-    ("k8s_version", FactKind::Text, "target Kubernetes version (pod profiles)"),
-    ("nodeport_range", FactKind::Text, "the cluster's NodePort range, default 30000-32767"),
+    (
+        "nat",
+        FactKind::Bool,
+        "peers reach this host through NAT (NAT-mode load balancer, SNAT'd or mobile clients)",
+    ),
+    (
+        "datacenter_only",
+        FactKind::Bool,
+        "every peer is in the same datacenter (low RTT, no middleboxes)",
+    ),
+    (
+        "server",
+        FactKind::Bool,
+        "the host accepts inbound connections",
+    ),
+    (
+        "kubernetes_pod",
+        FactKind::Bool,
+        "the profile is for a pod's own network namespace",
+    ),
+    (
+        "kubernetes_node",
+        FactKind::Bool,
+        "the host is a Kubernetes node (NodePort range reserved)",
+    ),
+    (
+        "lvs_dr_real_server",
+        FactKind::Bool,
+        "the host is a real server behind LVS in direct-routing mode",
+    ),
+    (
+        "listening_ports",
+        FactKind::PortList,
+        "ports the host listens on",
+    ),
+    (
+        "vip_interfaces",
+        FactKind::NameList,
+        "interfaces carrying an LVS virtual IP",
+    ),
+    (
+        "k8s_version",
+        FactKind::Text,
+        "target Kubernetes version (pod profiles)",
+    ),
+    (
+        "nodeport_range",
+        FactKind::Text,
+        "the cluster's NodePort range, default 30000-32767",
+    ),
 ];
 
 /// The kind of a context fact.
@@ -66,7 +113,11 @@ pub struct Location {
 
 impl Location {
     fn new(file: &Arc<str>, mark: Mark) -> Self {
-        Self { file: file.clone(), line: mark.line.max(1), col: mark.col.max(1) }
+        Self {
+            file: file.clone(),
+            line: mark.line.max(1),
+            col: mark.col.max(1),
+        }
     }
 }
 
@@ -176,7 +227,9 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 fn stem(path: &Path) -> String {
-    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "profile".into())
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "profile".into())
 }
 
 /// The top-level fields of one file, before merging.
@@ -198,7 +251,12 @@ struct Loader {
 
 impl Loader {
     /// Reads `path`, resolves its parents first, then merges its own facts and settings.
-    fn resolve(&mut self, path: &Path, display: Arc<str>, from: Option<Location>) -> Result<Document> {
+    fn resolve(
+        &mut self,
+        path: &Path,
+        display: Arc<str>,
+        from: Option<Location>,
+    ) -> Result<Document> {
         let canonical = std::fs::canonicalize(path).map_err(|e| missing(path, from.clone(), e))?;
         if let Some(start) = self.stack.iter().position(|p| *p == canonical) {
             let mut chain = self.stack[start..].to_vec();
@@ -217,7 +275,12 @@ impl Loader {
         Ok(doc)
     }
 
-    fn document(&mut self, root: &[(Node, Node)], path: &Path, file: &Arc<str>) -> Result<Document> {
+    fn document(
+        &mut self,
+        root: &[(Node, Node)],
+        path: &Path,
+        file: &Arc<str>,
+    ) -> Result<Document> {
         let at = |node: &Node| Location::new(file, node.mark);
         let mut doc = Document::default();
         if let Some((_, parents)) = root.iter().find(|(k, _)| k.as_scalar() == Some("extends")) {
@@ -236,7 +299,14 @@ impl Loader {
                 "extends" => {}
                 "context" => self.context(value, file)?,
                 "sysctls" => self.sysctls(value, file)?,
-                other => return Err(unknown_field(at(key), "top-level field", other, TOP_LEVEL_FIELDS)),
+                other => {
+                    return Err(unknown_field(
+                        at(key),
+                        "top-level field",
+                        other,
+                        TOP_LEVEL_FIELDS,
+                    ));
+                }
             }
         }
         Ok(doc)
@@ -247,9 +317,15 @@ impl Loader {
             let name = key.as_scalar().unwrap_or_default();
             let names: Vec<&str> = CONTEXT_FACTS.iter().map(|f| f.0).collect();
             let Some((_, kind, _)) = CONTEXT_FACTS.iter().find(|f| f.0 == name) else {
-                return Err(unknown_field(Location::new(file, key.mark), "context fact", name, &names));
+                return Err(unknown_field(
+                    Location::new(file, key.mark),
+                    "context fact",
+                    name,
+                    &names,
+                ));
             };
-            self.context.insert(name.to_owned(), fact(value, *kind, file, name)?);
+            self.context
+                .insert(name.to_owned(), fact(value, *kind, file, name)?);
         }
         Ok(())
     }
@@ -258,9 +334,13 @@ impl Loader {
         for (key_node, value_node) in mapping(node, file, "sysctls")? {
             let at = Location::new(file, key_node.mark);
             let text = key_node.as_scalar().unwrap_or_default();
-            let key = SysctlKey::parse(text).map_err(|e| profile_error(at.clone(), e.to_string(), None))?;
+            let key = SysctlKey::parse(text)
+                .map_err(|e| profile_error(at.clone(), e.to_string(), None))?;
             if let Some(first) = self.settings.get(&key).filter(|s| s.at.file == at.file) {
-                let message = format!("{key} is set twice (also as {:?} at line {})", text, first.at.line);
+                let message = format!(
+                    "{key} is set twice (also as {:?} at line {})",
+                    text, first.at.line
+                );
                 return Err(profile_error(at, message, Some("keep one of them")));
             }
             let setting = setting(key.clone(), at, value_node, file)?;
@@ -272,7 +352,11 @@ impl Loader {
 
 fn missing(path: &Path, from: Option<Location>, e: std::io::Error) -> Error {
     match from {
-        Some(at) => profile_error(at, format!("cannot read parent profile {}: {e}", path.display()), None),
+        Some(at) => profile_error(
+            at,
+            format!("cannot read parent profile {}: {e}", path.display()),
+            None,
+        ),
         None => Error::io("read", path, e),
     }
 }
@@ -280,28 +364,59 @@ fn missing(path: &Path, from: Option<Location>, e: std::io::Error) -> Error {
 fn read_bounded(path: &Path, display: &Arc<str>, from: Option<Location>) -> Result<String> {
     let file = std::fs::File::open(path).map_err(|e| missing(path, from, e))?;
     let mut bytes = Vec::new();
-    file.take(MAX_PROFILE_BYTES + 1).read_to_end(&mut bytes).map_err(|e| Error::io("read", path, e))?;
-    let start = Location { file: display.clone(), line: 1, col: 1 };
+    file.take(MAX_PROFILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io("read", path, e))?;
+    let start = Location {
+        file: display.clone(),
+        line: 1,
+        col: 1,
+    };
     if bytes.len() as u64 > MAX_PROFILE_BYTES {
-        return Err(profile_error(start, format!("profile is larger than {} bytes", MAX_PROFILE_BYTES), None));
+        return Err(profile_error(
+            start,
+            format!("profile is larger than {} bytes", MAX_PROFILE_BYTES),
+            None,
+        ));
     }
     String::from_utf8(bytes).map_err(|e| {
         let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
         let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
         let col = valid.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
-        profile_error(Location { file: display.clone(), line, col }, "profile is not valid UTF-8".into(), None)
+        profile_error(
+            Location {
+                file: display.clone(),
+                line,
+                col,
+            },
+            "profile is not valid UTF-8".into(),
+            None,
+        )
     })
 }
 
 fn parse_root<'n>(text: &str, file: &Arc<str>) -> Result<Vec<(Node, Node)>> {
-    let node = yaml::parse(text).map_err(|e| profile_error(Location::new(file, e.mark), e.message, None))?;
+    let node = yaml::parse(text)
+        .map_err(|e| profile_error(Location::new(file, e.mark), e.message, None))?;
     let Some(node) = node else {
-        let at = Location { file: file.clone(), line: 1, col: 1 };
-        return Err(profile_error(at, "profile is empty".into(), Some("a profile needs at least `sysctls:`")));
+        let at = Location {
+            file: file.clone(),
+            line: 1,
+            col: 1,
+        };
+        return Err(profile_error(
+            at,
+            "profile is empty".into(),
+            Some("a profile needs at least `sysctls:`"),
+        ));
     };
     match node.kind {
         NodeKind::Map(entries) => Ok(entries),
-        _ => Err(profile_error(Location::new(file, node.mark), format!("a profile is a mapping, not {}", node.kind_name()), None)),
+        _ => Err(profile_error(
+            Location::new(file, node.mark),
+            format!("a profile is a mapping, not {}", node.kind_name()),
+            None,
+        )),
     }
 }
 
@@ -310,22 +425,37 @@ fn check_version(node: &Node, file: &Arc<str>) -> Result<()> {
     if version == Some(FORMAT_VERSION) {
         return Ok(());
     }
-    let message = format!("unsupported profile format version {}", node.as_scalar().unwrap_or("(not a scalar)"));
-    Err(profile_error(Location::new(file, node.mark), message, Some("this sysprof reads `version: 1`")))
+    let message = format!(
+        "unsupported profile format version {}",
+        node.as_scalar().unwrap_or("(not a scalar)")
+    );
+    Err(profile_error(
+        Location::new(file, node.mark),
+        message,
+        Some("this sysprof reads `version: 1`"),
+    ))
 }
 
 fn mapping<'n>(node: &'n Node, file: &Arc<str>, what: &str) -> Result<&'n [(Node, Node)]> {
     match &node.kind {
         NodeKind::Map(entries) => Ok(entries),
         _ if node.is_null() => Ok(&[]),
-        _ => Err(profile_error(Location::new(file, node.mark), format!("`{what}` must be a mapping, not {}", node.kind_name()), None)),
+        _ => Err(profile_error(
+            Location::new(file, node.mark),
+            format!("`{what}` must be a mapping, not {}", node.kind_name()),
+            None,
+        )),
     }
 }
 
 fn scalar_string(node: &Node, file: &Arc<str>, what: &str) -> Result<String> {
     match node.as_scalar() {
         Some(text) if !node.is_null() => Ok(text.to_owned()),
-        _ => Err(profile_error(Location::new(file, node.mark), format!("`{what}` must be a string, not {}", node.kind_name()), None)),
+        _ => Err(profile_error(
+            Location::new(file, node.mark),
+            format!("`{what}` must be a string, not {}", node.kind_name()),
+            None,
+        )),
     }
 }
 
@@ -335,28 +465,63 @@ fn string_list(node: &Node, file: &Arc<str>) -> Result<Vec<(String, Location)>> 
         NodeKind::Scalar { .. } => vec![node],
         NodeKind::Map(_) => vec![node],
     };
-    items.into_iter().map(|item| Ok((scalar_string(item, file, "extends")?, Location::new(file, item.mark)))).collect()
+    items
+        .into_iter()
+        .map(|item| {
+            Ok((
+                scalar_string(item, file, "extends")?,
+                Location::new(file, item.mark),
+            ))
+        })
+        .collect()
 }
 
 fn fact(node: &Node, kind: FactKind, file: &Arc<str>, name: &str) -> Result<Fact> {
     let at = Location::new(file, node.mark);
-    let wrong = |expected: &str| profile_error(at.clone(), format!("context fact `{name}` must be {expected}, not {}", node.kind_name()), None);
+    let wrong = |expected: &str| {
+        profile_error(
+            at.clone(),
+            format!(
+                "context fact `{name}` must be {expected}, not {}",
+                node.kind_name()
+            ),
+            None,
+        )
+    };
     match kind {
         FactKind::Bool => match node.as_scalar() {
             Some("true") => Ok(Fact::Bool(true)),
             Some("false") => Ok(Fact::Bool(false)),
             _ => Err(wrong("true or false")),
         },
-        FactKind::Text => node.as_scalar().filter(|_| !node.is_null()).map(|t| Fact::Text(t.to_owned())).ok_or_else(|| wrong("a string")),
+        FactKind::Text => node
+            .as_scalar()
+            .filter(|_| !node.is_null())
+            .map(|t| Fact::Text(t.to_owned()))
+            .ok_or_else(|| wrong("a string")),
         FactKind::PortList => {
-            let NodeKind::Seq(items) = &node.kind else { return Err(wrong("a list of ports")) };
-            let ports: Option<Vec<u16>> = items.iter().map(|i| i.as_scalar().and_then(|s| s.parse().ok())).collect();
-            ports.map(Fact::Ports).ok_or_else(|| wrong("a list of ports (1-65535)"))
+            let NodeKind::Seq(items) = &node.kind else {
+                return Err(wrong("a list of ports"));
+            };
+            let ports: Option<Vec<u16>> = items
+                .iter()
+                .map(|i| i.as_scalar().and_then(|s| s.parse().ok()))
+                .collect();
+            ports
+                .map(Fact::Ports)
+                .ok_or_else(|| wrong("a list of ports (1-65535)"))
         }
         FactKind::NameList => {
-            let NodeKind::Seq(items) = &node.kind else { return Err(wrong("a list of names")) };
-            let names: Option<Vec<String>> = items.iter().map(|i| i.as_scalar().map(str::to_owned)).collect();
-            names.map(Fact::Names).ok_or_else(|| wrong("a list of names"))
+            let NodeKind::Seq(items) = &node.kind else {
+                return Err(wrong("a list of names"));
+            };
+            let names: Option<Vec<String>> = items
+                .iter()
+                .map(|i| i.as_scalar().map(str::to_owned))
+                .collect();
+            names
+                .map(Fact::Names)
+                .ok_or_else(|| wrong("a list of names"))
         }
     }
 }
@@ -385,12 +550,26 @@ fn setting(key: SysctlKey, at: Location, node: &Node, file: &Arc<str>) -> Result
             }
             "reason" => setting.reason = Some(scalar_string(v, file, "reason")?),
             "source" => setting.source = Some(scalar_string(v, file, "source")?),
-            "optional" => setting.optional = matches!(fact(v, FactKind::Bool, file, "optional")?, Fact::Bool(true)),
-            other => return Err(unknown_field(Location::new(file, field.mark), "setting field", other, SETTING_FIELDS)),
+            "optional" => {
+                setting.optional =
+                    matches!(fact(v, FactKind::Bool, file, "optional")?, Fact::Bool(true))
+            }
+            other => {
+                return Err(unknown_field(
+                    Location::new(file, field.mark),
+                    "setting field",
+                    other,
+                    SETTING_FIELDS,
+                ));
+            }
         }
     }
     if !has_value {
-        return Err(profile_error(at, format!("{} has no `value`", setting.key), Some("write `value: ...` or the plain value")));
+        return Err(profile_error(
+            at,
+            format!("{} has no `value`", setting.key),
+            Some("write `value: ...` or the plain value"),
+        ));
     }
     Ok(setting)
 }
@@ -399,46 +578,90 @@ fn setting(key: SysctlKey, at: Location, node: &Node, file: &Arc<str>) -> Result
 fn value(node: &Node, file: &Arc<str>, key: &SysctlKey) -> Result<Value> {
     let at = Location::new(file, node.mark);
     match &node.kind {
-        NodeKind::Scalar { text, plain } => Ok(Value::from_tokens(vec![token(text, *plain, node, &at, key)?])),
+        NodeKind::Scalar { text, plain } => Ok(Value::from_tokens(vec![token(
+            text, *plain, node, &at, key,
+        )?])),
         NodeKind::Seq(items) => {
             let tokens = items.iter().map(|item| match &item.kind {
-                NodeKind::Scalar { text, plain } => token(text, *plain, item, &Location::new(file, item.mark), key),
-                _ => Err(profile_error(Location::new(file, item.mark), format!("{key}: list elements must be scalars"), None)),
+                NodeKind::Scalar { text, plain } => {
+                    token(text, *plain, item, &Location::new(file, item.mark), key)
+                }
+                _ => Err(profile_error(
+                    Location::new(file, item.mark),
+                    format!("{key}: list elements must be scalars"),
+                    None,
+                )),
             });
             Ok(Value::from_tokens(tokens.collect::<Result<_>>()?))
         }
-        NodeKind::Map(_) => Err(profile_error(at, format!("{key}: a value is a scalar or a list"), None)),
+        NodeKind::Map(_) => Err(profile_error(
+            at,
+            format!("{key}: a value is a scalar or a list"),
+            None,
+        )),
     }
 }
 
 fn token(text: &str, plain: bool, node: &Node, at: &Location, key: &SysctlKey) -> Result<String> {
     if plain && node.is_null() {
-        return Err(profile_error(at.clone(), format!("{key} has no value"), None));
+        return Err(profile_error(
+            at.clone(),
+            format!("{key} has no value"),
+            None,
+        ));
     }
-    if plain && matches!(text, "true" | "false" | "yes" | "no" | "on" | "off" | "True" | "False") {
-        return Err(profile_error(at.clone(), format!("{key}: {text:?} is not a sysctl value"), Some("write 1 or 0")));
+    if plain
+        && matches!(
+            text,
+            "true" | "false" | "yes" | "no" | "on" | "off" | "True" | "False"
+        )
+    {
+        return Err(profile_error(
+            at.clone(),
+            format!("{key}: {text:?} is not a sysctl value"),
+            Some("write 1 or 0"),
+        ));
     }
     if let Some(bad) = text.split_whitespace().find(|t| is_ambiguous_number(t)) {
         let help = "the kernel reads 010 as octal 8 and accepts 0x10: write plain decimal";
-        return Err(profile_error(at.clone(), format!("{key}: {bad:?} is not a plain decimal number"), Some(help)));
+        return Err(profile_error(
+            at.clone(),
+            format!("{key}: {bad:?} is not a plain decimal number"),
+            Some(help),
+        ));
     }
     if let Some(bad) = text.chars().find(|c| c.is_control() && !c.is_whitespace()) {
-        return Err(profile_error(at.clone(), format!("{key}: control character {bad:?} in value"), None));
+        return Err(profile_error(
+            at.clone(),
+            format!("{key}: control character {bad:?} in value"),
+            None,
+        ));
     }
     Ok(text.to_owned())
 }
 
 fn profile_error(at: Location, message: String, help: Option<&str>) -> Error {
-    Error::Profile { at, message, help: help.map(str::to_owned) }
+    Error::Profile {
+        at,
+        message,
+        help: help.map(str::to_owned),
+    }
 }
 
 fn unknown_field(at: Location, what: &str, name: &str, expected: &[&str]) -> Error {
     let suggestion = crate::schema::closest(name, expected.iter().copied());
     let help = match suggestion {
-        Some(s) => format!("did you mean `{s}`? expected one of: {}", expected.join(", ")),
+        Some(s) => format!(
+            "did you mean `{s}`? expected one of: {}",
+            expected.join(", ")
+        ),
         None => format!("expected one of: {}", expected.join(", ")),
     };
-    Error::Profile { at, message: format!("unknown {what} `{name}`"), help: Some(help) }
+    Error::Profile {
+        at,
+        message: format!("unknown {what} `{name}`"),
+        help: Some(help),
+    }
 }
 
 #[cfg(test)]
@@ -454,8 +677,16 @@ mod tests {
     #[test]
     fn settings_keep_positions_and_parents_merge_with_later_winning() {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "a.yaml", "sysctls:\n  net.ipv4.tcp_fin_timeout: 30\n  net.core.somaxconn: 1024\ncontext:\n  nat: true\n");
-        write(dir.path(), "b.yaml", "sysctls:\n  net.core.somaxconn: 2048\n");
+        write(
+            dir.path(),
+            "a.yaml",
+            "sysctls:\n  net.ipv4.tcp_fin_timeout: 30\n  net.core.somaxconn: 1024\ncontext:\n  nat: true\n",
+        );
+        write(
+            dir.path(),
+            "b.yaml",
+            "sysctls:\n  net.core.somaxconn: 2048\n",
+        );
         let child = write(
             dir.path(),
             "c.yaml",
@@ -465,10 +696,16 @@ mod tests {
         let get = |k: &str| profile.get(&SysctlKey::parse(k).unwrap()).unwrap();
         assert_eq!(get("net.core.somaxconn").value.to_string(), "2048");
         let fin = get("net.ipv4.tcp_fin_timeout");
-        assert_eq!((fin.value.to_string().as_str(), fin.at.line, fin.at.col), ("20", 4, 3));
+        assert_eq!(
+            (fin.value.to_string().as_str(), fin.at.line, fin.at.col),
+            ("20", 4, 3)
+        );
         assert_eq!(fin.value_at.line, 5);
         assert!(fin.at.file.ends_with("c.yaml"));
-        assert_eq!(get("net.ipv4.ip_local_port_range").value.tokens(), ["1024", "65535"]);
+        assert_eq!(
+            get("net.ipv4.ip_local_port_range").value.tokens(),
+            ["1024", "65535"]
+        );
         assert!(profile.fact("nat"));
         assert_eq!(profile.files.len(), 3);
         assert_eq!(profile.fingerprint.len(), 64);
@@ -482,7 +719,10 @@ mod tests {
         assert!(matches!(Profile::load(&b), Err(Error::ExtendsCycle { .. })));
         let c = write(dir.path(), "c.yaml", "sysctls: {}\nextends: [nope.yaml]\n");
         let err = Profile::load(&c).unwrap_err().to_string();
-        assert!(err.contains("c.yaml:2:11") && err.contains("nope.yaml"), "{err}");
+        assert!(
+            err.contains("c.yaml:2:11") && err.contains("nope.yaml"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -492,22 +732,53 @@ mod tests {
             ("", "1:1", "empty"),
             ("- a\n", "1:1", "mapping"),
             ("sysctl:\n  a.b: 1\n", "1:1", "did you mean `sysctls`"),
-            ("version: 2\nsysctls: {}\n", "1:10", "unsupported profile format version 2"),
-            ("sysctls:\n  net.ipv4.tcp_fin_timeout: 030\n", "2:29", "plain decimal"),
-            ("sysctls:\n  net.ipv4.tcp_fin_timeout: true\n", "2:29", "not a sysctl value"),
-            ("sysctls:\n  net.ipv4.tcp_fin_timeout:\n", "2:27", "has no value"),
-            ("sysctls:\n  net.ipv4.tcp_fin_timeout: {reason: x}\n", "2:3", "has no `value`"),
-            ("sysctls:\n  ../etc/passwd: 1\n", "2:3", "leave the sysctl root"),
+            (
+                "version: 2\nsysctls: {}\n",
+                "1:10",
+                "unsupported profile format version 2",
+            ),
+            (
+                "sysctls:\n  net.ipv4.tcp_fin_timeout: 030\n",
+                "2:29",
+                "plain decimal",
+            ),
+            (
+                "sysctls:\n  net.ipv4.tcp_fin_timeout: true\n",
+                "2:29",
+                "not a sysctl value",
+            ),
+            (
+                "sysctls:\n  net.ipv4.tcp_fin_timeout:\n",
+                "2:27",
+                "has no value",
+            ),
+            (
+                "sysctls:\n  net.ipv4.tcp_fin_timeout: {reason: x}\n",
+                "2:3",
+                "has no `value`",
+            ),
+            (
+                "sysctls:\n  ../etc/passwd: 1\n",
+                "2:3",
+                "leave the sysctl root",
+            ),
             ("sysctls:\n  a.b: 1\n  a/b: 2\n", "3:3", "set twice"),
             ("context:\n  natt: true\n", "2:3", "did you mean `nat`"),
             ("context:\n  nat: 1\n", "2:8", "true or false"),
-            ("sysctls:\n  a.b: {value: 1, why: x}\n", "2:19", "unknown setting field"),
+            (
+                "sysctls:\n  a.b: {value: 1, why: x}\n",
+                "2:19",
+                "unknown setting field",
+            ),
         ];
         for (i, (text, at, expected)) in cases.iter().enumerate() {
             let path = write(dir.path(), &format!("p{i}.yaml"), text);
             let err = Profile::load(&path).unwrap_err();
             let shown = format!("{err} {}", err.help().unwrap_or_default());
-            assert!(shown.contains(&format!("p{i}.yaml:{at}")) && shown.contains(expected), "{text:?}: {shown}");
+            assert!(
+                shown.contains(&format!("p{i}.yaml:{at}")) && shown.contains(expected),
+                "{text:?}: {shown}"
+            );
         }
     }
 
@@ -516,9 +787,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let bad = dir.path().join("bad.yaml");
         std::fs::write(&bad, b"sysctls:\n  a.b: \xff\n").unwrap();
-        assert!(Profile::load(&bad).unwrap_err().to_string().contains("bad.yaml:2:8: profile is not valid UTF-8"));
+        assert!(
+            Profile::load(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("bad.yaml:2:8: profile is not valid UTF-8")
+        );
         let big = dir.path().join("big.yaml");
         std::fs::write(&big, vec![b'#'; MAX_PROFILE_BYTES as usize + 1]).unwrap();
-        assert!(Profile::load(&big).unwrap_err().to_string().contains("larger than"));
+        assert!(
+            Profile::load(&big)
+                .unwrap_err()
+                .to_string()
+                .contains("larger than")
+        );
     }
 }

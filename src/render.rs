@@ -45,47 +45,101 @@ pub fn findings(out: &mut dyn Write, profile: &Profile, report: &Report) -> io::
 }
 
 fn write_finding(out: &mut dyn Write, profile: &Profile, f: &Finding) -> io::Result<()> {
-    let head = paint(severity_style(f.severity), &format!("{}[{}]", f.severity, f.rule));
-    writeln!(out, "{head}{} {}", paint(BOLD, ":"), paint(BOLD, &f.message))?;
+    let head = paint(
+        severity_style(f.severity),
+        &format!("{}[{}]", f.severity, f.rule),
+    );
+    writeln!(
+        out,
+        "{head}{} {}",
+        paint(BOLD, ":"),
+        paint(BOLD, &f.message)
+    )?;
     if let Some(at) = &f.at {
         writeln!(out, "  {} {at}", paint(BLUE, "-->"))?;
-        let line = profile.texts.get(&at.file).and_then(|t| t.lines().nth(at.line - 1));
+        let line = profile
+            .texts
+            .get(&at.file)
+            .and_then(|t| t.lines().nth(at.line - 1));
         if let Some(line) = line {
             let number = at.line.to_string();
             let pad = " ".repeat(number.len());
-            let width = line.chars().skip(at.col - 1).take_while(|c| *c != ':').count().max(1);
+            let width = line
+                .chars()
+                .skip(at.col - 1)
+                .take_while(|c| *c != ':')
+                .count()
+                .max(1);
             writeln!(out, "  {pad} {}", paint(BLUE, "|"))?;
-            writeln!(out, "  {} {} {line}", paint(BLUE, &number), paint(BLUE, "|"))?;
+            writeln!(
+                out,
+                "  {} {} {line}",
+                paint(BLUE, &number),
+                paint(BLUE, "|")
+            )?;
             let caret = format!("{}{}", " ".repeat(at.col - 1), "^".repeat(width));
-            writeln!(out, "  {pad} {} {}", paint(BLUE, "|"), paint(severity_style(f.severity), &caret))?;
+            writeln!(
+                out,
+                "  {pad} {} {}",
+                paint(BLUE, "|"),
+                paint(severity_style(f.severity), &caret)
+            )?;
         }
     }
     if let Some(help) = &f.help {
         writeln!(out, "  {} {help}", paint(BOLD, "= help:"))?;
     }
     if !f.sources.is_empty() {
-        writeln!(out, "  {} {}", paint(DIM, "= sources:"), paint(DIM, &f.sources.join("; ")))?;
+        writeln!(
+            out,
+            "  {} {}",
+            paint(DIM, "= sources:"),
+            paint(DIM, &f.sources.join("; "))
+        )?;
     }
     writeln!(out)
 }
 
 /// The one-line summary after findings.
 pub fn summary(out: &mut dyn Write, name: &str, report: &Report) -> io::Result<()> {
-    let (e, w, i) = (report.count(Severity::Error), report.count(Severity::Warning), report.count(Severity::Info));
-    let verdict = if e > 0 { paint(RED, "invalid") } else { paint(GREEN, "valid") };
-    writeln!(out, "{name}: {verdict} ({e} error(s), {w} warning(s), {i} note(s))")
+    let (e, w, i) = (
+        report.count(Severity::Error),
+        report.count(Severity::Warning),
+        report.count(Severity::Info),
+    );
+    let verdict = if e > 0 {
+        paint(RED, "invalid")
+    } else {
+        paint(GREEN, "valid")
+    };
+    writeln!(
+        out,
+        "{name}: {verdict} ({e} error(s), {w} warning(s), {i} note(s))"
+    )
 }
 
 /// Writes rows as aligned columns; the first row is the header.
 pub fn table(out: &mut dyn Write, rows: &[Vec<(String, Style)>]) -> io::Result<()> {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..columns).map(|c| rows.iter().filter_map(|r| r.get(c)).map(|(t, _)| t.chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|(t, _)| t.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
     for row in rows {
         let cells: Vec<String> = row
             .iter()
             .enumerate()
             .map(|(c, (text, style))| {
-                let padded = if c + 1 == row.len() { text.clone() } else { format!("{text:<w$}", w = widths[c]) };
+                let padded = if c + 1 == row.len() {
+                    text.clone()
+                } else {
+                    format!("{text:<w$}", w = widths[c])
+                };
                 paint(*style, &padded)
             })
             .collect();
@@ -100,7 +154,11 @@ fn plain(text: impl Into<String>) -> (String, Style) {
 
 /// The plan as a table plus a unified diff of the sysctl.conf rendering.
 pub fn plan(out: &mut dyn Write, plan: &Plan) -> io::Result<()> {
-    let mut rows = vec![["KEY", "CURRENT", "DESIRED", "STATUS"].map(|h| (h.to_owned(), BOLD)).to_vec()];
+    let mut rows = vec![
+        ["KEY", "CURRENT", "DESIRED", "STATUS"]
+            .map(|h| (h.to_owned(), BOLD))
+            .to_vec(),
+    ];
     for change in &plan.changes {
         let (status, style) = match change.status {
             Status::Unchanged => ("unchanged", DIM),
@@ -109,8 +167,17 @@ pub fn plan(out: &mut dyn Write, plan: &Plan) -> io::Result<()> {
             Status::Skipped => ("skipped (optional, absent)", DIM),
             Status::Unreadable => ("unreadable", RED),
         };
-        let current = change.current.as_ref().map(ToString::to_string).unwrap_or_else(|| "-".into());
-        rows.push(vec![plain(change.key.to_string()), plain(current), plain(change.desired.to_string()), (status.to_owned(), style)]);
+        let current = change
+            .current
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_else(|| "-".into());
+        rows.push(vec![
+            plain(change.key.to_string()),
+            plain(current),
+            plain(change.desired.to_string()),
+            (status.to_owned(), style),
+        ]);
     }
     table(out, &rows)?;
     let pending = plan.pending().count();
@@ -134,13 +201,25 @@ pub fn plan(out: &mut dyn Write, plan: &Plan) -> io::Result<()> {
 
 /// A record's key changes as a table.
 pub fn record(out: &mut dyn Write, record: &Record) -> io::Result<()> {
-    let mut rows = vec![["KEY", "BEFORE", "AFTER"].map(|h| (h.to_owned(), BOLD)).to_vec()];
+    let mut rows = vec![
+        ["KEY", "BEFORE", "AFTER"]
+            .map(|h| (h.to_owned(), BOLD))
+            .to_vec(),
+    ];
     for c in &record.changes {
-        rows.push(vec![plain(&c.key), plain(&c.before), (c.after.clone(), GREEN)]);
+        rows.push(vec![
+            plain(&c.key),
+            plain(&c.before),
+            (c.after.clone(), GREEN),
+        ]);
     }
     if let Some(p) = &record.persist {
         let state = |c: &Option<String>| if c.is_some() { "present" } else { "absent" };
-        rows.push(vec![plain(&p.path), plain(state(&p.before)), (state(&p.after).to_owned(), GREEN)]);
+        rows.push(vec![
+            plain(&p.path),
+            plain(state(&p.before)),
+            (state(&p.after).to_owned(), GREEN),
+        ]);
     }
     table(out, &rows)
 }
@@ -150,18 +229,34 @@ pub fn history(out: &mut dyn Write, entries: &[Entry]) -> io::Result<()> {
     if entries.is_empty() {
         return writeln!(out, "no changes recorded yet");
     }
-    let mut rows = vec![["#", "ID", "TIME", "KIND", "PROFILE", "KEYS", "STATE"].map(|h| (h.to_owned(), BOLD)).to_vec()];
+    let mut rows = vec![
+        ["#", "ID", "TIME", "KIND", "PROFILE", "KEYS", "STATE"]
+            .map(|h| (h.to_owned(), BOLD))
+            .to_vec(),
+    ];
     for e in entries {
         let kind = match e.record.kind {
             crate::store::RecordKind::Apply => "apply".to_owned(),
-            crate::store::RecordKind::Rollback => format!("rollback to before {}", e.record.restores.as_deref().map(|r| &r[..SHORT_ID]).unwrap_or("?")),
+            crate::store::RecordKind::Rollback => format!(
+                "rollback to before {}",
+                e.record
+                    .restores
+                    .as_deref()
+                    .map(|r| &r[..SHORT_ID])
+                    .unwrap_or("?")
+            ),
         };
         let state = match (e.record.kind, e.in_effect) {
             (crate::store::RecordKind::Apply, true) => ("in effect", GREEN),
             (crate::store::RecordKind::Apply, false) => ("rolled back", DIM),
             _ => ("", Style::new()),
         };
-        let profile = e.record.profile.as_ref().map(|p| p.name.clone()).unwrap_or_default();
+        let profile = e
+            .record
+            .profile
+            .as_ref()
+            .map(|p| p.name.clone())
+            .unwrap_or_default();
         rows.push(vec![
             plain(e.seq.to_string()),
             (e.id[..SHORT_ID].to_owned(), YELLOW),

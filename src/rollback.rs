@@ -15,7 +15,7 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::key::SysctlKey;
 use crate::persist;
-use crate::store::{KeyChange, Phase, PersistChange, Record, RecordKind, StoreLock};
+use crate::store::{KeyChange, PersistChange, Phase, Record, RecordKind, StoreLock};
 use crate::value::Value;
 
 /// One history entry with its verified record and whether it is in effect.
@@ -37,7 +37,12 @@ pub fn entries(ctx: &Context) -> Result<Vec<Entry>> {
     let mut loaded = Vec::with_capacity(history.len());
     for entry in history {
         let (id, record) = ctx.store.load(&entry.id)?;
-        loaded.push(Entry { seq: entry.seq, id, record, in_effect: false });
+        loaded.push(Entry {
+            seq: entry.seq,
+            id,
+            record,
+            in_effect: false,
+        });
     }
     let stack = replay(&loaded);
     for entry in &mut loaded {
@@ -53,9 +58,18 @@ fn replay(entries: &[Entry]) -> Vec<u64> {
     let mut stack = Vec::new();
     for entry in entries {
         before.insert(entry.seq, stack.clone());
-        match (entry.record.kind, entry.record.restores.as_deref().and_then(|id| seq_of.get(id))) {
+        match (
+            entry.record.kind,
+            entry
+                .record
+                .restores
+                .as_deref()
+                .and_then(|id| seq_of.get(id)),
+        ) {
             (RecordKind::Apply, _) => stack.push(entry.seq),
-            (RecordKind::Rollback, Some(target)) => stack = before.get(target).cloned().unwrap_or_default(),
+            (RecordKind::Rollback, Some(target)) => {
+                stack = before.get(target).cloned().unwrap_or_default()
+            }
             (RecordKind::Rollback, None) => {}
         }
     }
@@ -83,18 +97,33 @@ pub fn rollback(ctx: &Context, to: Option<&str>, dry_run: bool) -> Result<Rolled
     let target = match to {
         Some(id) => {
             let (id, _) = ctx.store.load(id)?;
-            all.iter().find(|e| e.id == id).ok_or_else(|| Error::state(format!("snapshot {id} is not in the history"), None))?
+            all.iter()
+                .find(|e| e.id == id)
+                .ok_or_else(|| Error::state(format!("snapshot {id} is not in the history"), None))?
         }
         None => all.iter().rev().find(|e| e.in_effect).ok_or_else(|| {
-            Error::state("nothing to roll back: no apply is in effect", Some("see `sysprof history`; `--to ID` restores the state before any entry"))
+            Error::state(
+                "nothing to roll back: no apply is in effect",
+                Some("see `sysprof history`; `--to ID` restores the state before any entry"),
+            )
         })?,
     };
     let record = restore_record(ctx, &all, target)?;
     if dry_run {
-        return Ok(RolledBack { target: target.id.clone(), id: None, seq: None, record });
+        return Ok(RolledBack {
+            target: target.id.clone(),
+            id: None,
+            seq: None,
+            record,
+        });
     }
     let (id, seq) = apply::execute(ctx, &lock, &record)?;
-    Ok(RolledBack { target: target.id.clone(), id: Some(id), seq: Some(seq), record })
+    Ok(RolledBack {
+        target: target.id.clone(),
+        id: Some(id),
+        seq: Some(seq),
+        record,
+    })
 }
 
 fn restore_record(ctx: &Context, all: &[Entry], target: &Entry) -> Result<Record> {
@@ -109,17 +138,32 @@ fn restore_record(ctx: &Context, all: &[Entry], target: &Entry) -> Result<Record
     for (key, before) in wanted.into_iter().rev() {
         let now = ctx.tree.read(&SysctlKey::parse(&key)?)?;
         if !now.same_as(&Value::from_text(&before)) {
-            changes.push(KeyChange { key, before: now.to_string(), after: before });
+            changes.push(KeyChange {
+                key,
+                before: now.to_string(),
+                after: before,
+            });
         }
     }
     let persist = match since.iter().find_map(|e| e.record.persist.as_ref()) {
         Some(p) => {
             let now = persist::read(Path::new(&p.path))?;
-            (now != p.before).then(|| PersistChange { path: p.path.clone(), before: now, after: p.before.clone() })
+            (now != p.before).then(|| PersistChange {
+                path: p.path.clone(),
+                before: now,
+                after: p.before.clone(),
+            })
         }
         None => None,
     };
-    Ok(ctx.new_record(ctx.store.next_seq()?, RecordKind::Rollback, target.record.profile.clone(), Some(target.id.clone()), changes, persist))
+    Ok(ctx.new_record(
+        ctx.store.next_seq()?,
+        RecordKind::Rollback,
+        target.record.profile.clone(),
+        Some(target.id.clone()),
+        changes,
+        persist,
+    ))
 }
 
 /// What recovery found.
@@ -136,13 +180,16 @@ pub enum Recovered {
 
 /// Finishes an interrupted change: commits it if it provably completed, else undoes it.
 pub fn recover(ctx: &Context, lock: &StoreLock) -> Result<Recovered> {
-    let Some(journal) = ctx.store.journal()? else { return Ok(Recovered::Nothing) };
+    let Some(journal) = ctx.store.journal()? else {
+        return Ok(Recovered::Nothing);
+    };
     if ctx.store.history()?.iter().any(|e| e.id == journal.id) {
         ctx.store.commit(lock, &journal.id)?;
         return Ok(Recovered::Completed);
     }
     let (id, record) = ctx.store.load(&journal.id)?;
-    let finished = journal.phase == Phase::Persisted || (journal.phase == Phase::Written && record.persist.is_none());
+    let finished = journal.phase == Phase::Persisted
+        || (journal.phase == Phase::Written && record.persist.is_none());
     if finished && state_matches(ctx, &record)? {
         ctx.store.commit(lock, &id)?;
         return Ok(Recovered::Completed);
@@ -150,7 +197,9 @@ pub fn recover(ctx: &Context, lock: &StoreLock) -> Result<Recovered> {
     let mut failures = Vec::new();
     let mut undone = 0;
     for change in record.changes.iter().rev() {
-        match SysctlKey::parse(&change.key).and_then(|key| restore(&ctx.tree, &key, &Value::from_text(&change.before))) {
+        match SysctlKey::parse(&change.key)
+            .and_then(|key| restore(&ctx.tree, &key, &Value::from_text(&change.before)))
+        {
             Ok(()) => undone += 1,
             Err(e) => failures.push(format!("{}: {e}", change.key)),
         }
@@ -158,12 +207,17 @@ pub fn recover(ctx: &Context, lock: &StoreLock) -> Result<Recovered> {
     if let Some(p) = &record.persist {
         let path = Path::new(&p.path);
         if persist::read(path)? != p.before {
-            persist::write(path, p.before.as_deref()).unwrap_or_else(|e| failures.push(format!("{}: {e}", p.path)));
+            persist::write(path, p.before.as_deref())
+                .unwrap_or_else(|e| failures.push(format!("{}: {e}", p.path)));
         }
     }
     if !failures.is_empty() {
         let cause = Error::state(format!("recovering interrupted change {}", &id[..12]), None);
-        return Err(Error::Aborted { cause: Box::new(cause), undone, undo_failures: failures });
+        return Err(Error::Aborted {
+            cause: Box::new(cause),
+            undone,
+            undo_failures: failures,
+        });
     }
     ctx.store.abandon(lock, &id)?;
     Ok(Recovered::RolledBack)
@@ -172,7 +226,11 @@ pub fn recover(ctx: &Context, lock: &StoreLock) -> Result<Recovered> {
 fn state_matches(ctx: &Context, record: &Record) -> Result<bool> {
     for change in &record.changes {
         let key = SysctlKey::parse(&change.key)?;
-        if !ctx.tree.read(&key).is_ok_and(|v| v.same_as(&Value::from_text(&change.after))) {
+        if !ctx
+            .tree
+            .read(&key)
+            .is_ok_and(|v| v.same_as(&Value::from_text(&change.after)))
+        {
             return Ok(false);
         }
     }

@@ -28,11 +28,18 @@ impl FromStr for Version {
     /// Parses `6.18`, `6.18.44-fc-v445`, `v1.29.3`.
     fn from_str(text: &str) -> std::result::Result<Self, String> {
         let text = text.trim().trim_start_matches('v');
-        let mut parts = text.split(|c: char| !c.is_ascii_digit()).take(3).map(|p| p.parse::<u32>());
+        let mut parts = text
+            .split(|c: char| !c.is_ascii_digit())
+            .take(3)
+            .map(|p| p.parse::<u32>());
         let major = parts.next().and_then(|p| p.ok());
         let minor = parts.next().and_then(|p| p.ok());
         match (major, minor) {
-            (Some(major), Some(minor)) => Ok(Version(major, minor, parts.next().and_then(|p| p.ok()).unwrap_or(0))),
+            (Some(major), Some(minor)) => Ok(Version(
+                major,
+                minor,
+                parts.next().and_then(|p| p.ok()).unwrap_or(0),
+            )),
             _ => Err(format!("{text:?} is not a version like 6.1 or 5.15.0")),
         }
     }
@@ -40,7 +47,11 @@ impl FromStr for Version {
 
 impl fmt::Display for Version {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.2 == 0 { write!(f, "{}.{}", self.0, self.1) } else { write!(f, "{}.{}.{}", self.0, self.1, self.2) }
+        if self.2 == 0 {
+            write!(f, "{}.{}", self.0, self.1)
+        } else {
+            write!(f, "{}.{}.{}", self.0, self.1, self.2)
+        }
     }
 }
 
@@ -223,8 +234,15 @@ pub struct KeySpec {
 impl KeySpec {
     /// The default value on `kernel`, if known.
     pub fn default_for(&self, kernel: Version) -> Option<Value> {
-        let older = self.older_defaults.iter().filter(|d| kernel < d.before).min_by_key(|d| d.before);
-        older.map(|d| &d.value).or(self.default.as_ref()).map(yaml_to_value)
+        let older = self
+            .older_defaults
+            .iter()
+            .filter(|d| kernel < d.before)
+            .min_by_key(|d| d.before);
+        older
+            .map(|d| &d.value)
+            .or(self.default.as_ref())
+            .map(yaml_to_value)
     }
 
     /// Whether the key exists on `kernel` according to `added`/`removed`.
@@ -315,11 +333,20 @@ impl<'de> Deserialize<'de> for VersionReq {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let text = String::deserialize(d)?;
         let text = text.trim();
-        let ops = [(">=", Op::Ge), ("<=", Op::Le), ("==", Op::Eq), ("!=", Op::Ne), (">", Op::Gt), ("<", Op::Lt)];
+        let ops = [
+            (">=", Op::Ge),
+            ("<=", Op::Le),
+            ("==", Op::Eq),
+            ("!=", Op::Ne),
+            (">", Op::Gt),
+            ("<", Op::Lt),
+        ];
         let (op, rest) = ops
             .iter()
             .find_map(|(p, op)| text.strip_prefix(p).map(|rest| (*op, rest)))
-            .ok_or_else(|| serde::de::Error::custom(format!("{text:?}: expected an operator such as >= 4.12")))?;
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!("{text:?}: expected an operator such as >= 4.12"))
+            })?;
         let version = rest.parse().map_err(serde::de::Error::custom)?;
         Ok(VersionReq { op, version })
     }
@@ -426,21 +453,37 @@ impl Schema {
     }
 
     fn from_texts(keys: &str, keys_file: &str, rules: &str, rules_file: &str) -> Result<Self> {
-        let schema_error = |file: &str, e: serde_norway::Error| Error::Schema { file: file.to_owned(), message: e.to_string() };
-        let keys: Vec<KeySpec> = serde_norway::from_str(keys).map_err(|e| schema_error(keys_file, e))?;
-        let rules: Vec<DataRule> = serde_norway::from_str(rules).map_err(|e| schema_error(rules_file, e))?;
-        let mut schema = Schema { keys, rules, exact: HashMap::new(), patterns: Vec::new() };
+        let schema_error = |file: &str, e: serde_norway::Error| Error::Schema {
+            file: file.to_owned(),
+            message: e.to_string(),
+        };
+        let keys: Vec<KeySpec> =
+            serde_norway::from_str(keys).map_err(|e| schema_error(keys_file, e))?;
+        let rules: Vec<DataRule> =
+            serde_norway::from_str(rules).map_err(|e| schema_error(rules_file, e))?;
+        let mut schema = Schema {
+            keys,
+            rules,
+            exact: HashMap::new(),
+            patterns: Vec::new(),
+        };
         schema.index(keys_file)?;
         schema.check_rules(rules_file)?;
         Ok(schema)
     }
 
     fn index(&mut self, file: &str) -> Result<()> {
-        let bad = |message: String| Error::Schema { file: file.to_owned(), message };
+        let bad = |message: String| Error::Schema {
+            file: file.to_owned(),
+            message,
+        };
         for (i, spec) in self.keys.iter().enumerate() {
             let pattern = KeyPattern::parse(&spec.key).map_err(|e| bad(e.to_string()))?;
             if spec.sources.is_empty() {
-                return Err(bad(format!("{}: every entry needs at least one source", spec.key)));
+                return Err(bad(format!(
+                    "{}: every entry needs at least one source",
+                    spec.key
+                )));
             }
             if pattern.is_literal() {
                 let key = SysctlKey::parse(&spec.key).map_err(|e| bad(e.to_string()))?;
@@ -457,13 +500,21 @@ impl Schema {
     fn check_rules(&self, file: &str) -> Result<()> {
         let mut seen = std::collections::HashSet::new();
         for rule in &self.rules {
-            let bad = |message: String| Error::Schema { file: file.to_owned(), message: format!("rule {}: {message}", rule.id) };
+            let bad = |message: String| Error::Schema {
+                file: file.to_owned(),
+                message: format!("rule {}: {message}", rule.id),
+            };
             if !seen.insert(rule.id.as_str()) {
                 return Err(bad("id is used twice".into()));
             }
             SysctlKey::parse(&rule.key).map_err(|e| bad(e.to_string()))?;
             for condition in &rule.when {
-                if let Condition::Compare { value: None, other: None, .. } = condition {
+                if let Condition::Compare {
+                    value: None,
+                    other: None,
+                    ..
+                } = condition
+                {
                     return Err(bad("a key comparison needs `value` or `other`".into()));
                 }
             }
@@ -473,23 +524,36 @@ impl Schema {
 
     /// The entry describing `key`: an exact entry first, else the first matching pattern.
     pub fn lookup(&self, key: &SysctlKey) -> Option<&KeySpec> {
-        let index = self.exact.get(key).copied().or_else(|| self.patterns.iter().find(|(p, _)| p.matches(key)).map(|(_, i)| *i));
+        let index = self.exact.get(key).copied().or_else(|| {
+            self.patterns
+                .iter()
+                .find(|(p, _)| p.matches(key))
+                .map(|(_, i)| *i)
+        });
         index.map(|i| &self.keys[i])
     }
 
     /// The entry for a key written as text (for rules and `explain`).
     pub fn lookup_text(&self, key: &str) -> Option<&KeySpec> {
-        SysctlKey::parse(key).ok().and_then(|k| self.lookup(&k)).or_else(|| self.keys.iter().find(|s| s.key == key))
+        SysctlKey::parse(key)
+            .ok()
+            .and_then(|k| self.lookup(&k))
+            .or_else(|| self.keys.iter().find(|s| s.key == key))
     }
 
     /// The closest known key name to `key`, for did-you-mean.
     pub fn suggest(&self, key: &SysctlKey) -> Option<String> {
         let text = key.to_string();
-        closest(&text, self.keys.iter().map(|s| s.key.as_str())).map(str::to_owned).or_else(|| {
-            let leaf = key.leaf();
-            let same_leaf = self.keys.iter().find(|s| s.key.rsplit('.').next() == Some(leaf));
-            same_leaf.map(|s| s.key.clone())
-        })
+        closest(&text, self.keys.iter().map(|s| s.key.as_str()))
+            .map(str::to_owned)
+            .or_else(|| {
+                let leaf = key.leaf();
+                let same_leaf = self
+                    .keys
+                    .iter()
+                    .find(|s| s.key.rsplit('.').next() == Some(leaf));
+                same_leaf.map(|s| s.key.clone())
+            })
     }
 }
 
@@ -508,7 +572,10 @@ mod tests {
 
     #[test]
     fn versions_parse_and_order() {
-        assert_eq!("6.18.44-fc-v445".parse::<Version>().unwrap(), Version(6, 18, 44));
+        assert_eq!(
+            "6.18.44-fc-v445".parse::<Version>().unwrap(),
+            Version(6, 18, 44)
+        );
         assert_eq!("v1.29".parse::<Version>().unwrap(), Version(1, 29, 0));
         assert!("4.9".parse::<Version>().unwrap() < "4.12".parse::<Version>().unwrap());
         assert!("six".parse::<Version>().is_err());
@@ -518,16 +585,28 @@ mod tests {
     fn embedded_schema_loads_and_looks_up_patterns() {
         let schema = Schema::embedded().unwrap();
         let key = SysctlKey::parse("net.ipv4.conf.eth0/100.rp_filter").unwrap();
-        assert_eq!(schema.lookup(&key).unwrap().key, "net.ipv4.conf.*.rp_filter");
+        assert_eq!(
+            schema.lookup(&key).unwrap().key,
+            "net.ipv4.conf.*.rp_filter"
+        );
         let typo = SysctlKey::parse("net.ipv4.tcp_fin_timout").unwrap();
-        assert_eq!(schema.suggest(&typo).as_deref(), Some("net.ipv4.tcp_fin_timeout"));
+        assert_eq!(
+            schema.suggest(&typo).as_deref(),
+            Some("net.ipv4.tcp_fin_timeout")
+        );
     }
 
     #[test]
     fn older_defaults_apply_below_their_version() {
         let schema = Schema::embedded().unwrap();
         let spec = schema.lookup_text("net.core.somaxconn").unwrap();
-        assert_eq!(spec.default_for(Version(6, 1, 0)).unwrap().to_string(), "4096");
-        assert_eq!(spec.default_for(Version(4, 19, 0)).unwrap().to_string(), "128");
+        assert_eq!(
+            spec.default_for(Version(6, 1, 0)).unwrap().to_string(),
+            "4096"
+        );
+        assert_eq!(
+            spec.default_for(Version(4, 19, 0)).unwrap().to_string(),
+            "128"
+        );
     }
 }

@@ -186,7 +186,11 @@ impl Store {
             match fs::symlink_metadata(&dir) {
                 Ok(meta) => check_private_dir(&dir, &meta)?,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(|e| Error::io("create", &dir, e))?;
+                    fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(0o700)
+                        .create(&dir)
+                        .map_err(|e| Error::io("create", &dir, e))?;
                 }
                 Err(e) => return Err(Error::io("inspect", &dir, e)),
             }
@@ -199,19 +203,33 @@ impl Store {
         self.ensure()?;
         let path = self.dir.join("lock");
         let open = || {
-            OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).custom_flags(libc_nofollow()).open(&path)
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .custom_flags(libc_nofollow())
+                .open(&path)
         };
         let deadline = Instant::now() + timeout;
         loop {
             let file = open().map_err(|e| Error::io("open", &path, e))?;
             match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
                 Ok(mut lock) => {
-                    lock.set_len(0).and_then(|_| write!(lock, "{}\n", std::process::id())).and_then(|_| lock.sync_data()).map_err(|e| Error::io("write", &path, e))?;
+                    lock.set_len(0)
+                        .and_then(|_| write!(lock, "{}\n", std::process::id()))
+                        .and_then(|_| lock.sync_data())
+                        .map_err(|e| Error::io("write", &path, e))?;
                     return Ok(StoreLock { _lock: lock });
                 }
-                Err((_, nix::errno::Errno::EWOULDBLOCK)) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                Err((_, nix::errno::Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
                 Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
-                    let holder = fs::read_to_string(&path).ok().and_then(|t| t.trim().parse().ok());
+                    let holder = fs::read_to_string(&path)
+                        .ok()
+                        .and_then(|t| t.trim().parse().ok());
                     return Err(Error::Locked { path, holder });
                 }
                 Err((_, errno)) => return Err(Error::io("lock", &path, errno.into())),
@@ -226,7 +244,12 @@ impl Store {
             None => Ok(Vec::new()),
             Some(bytes) => serde_json::from_slice::<HistoryFile>(&bytes)
                 .map(|h| h.entries)
-                .map_err(|e| Error::state(format!("history {} is corrupt: {e}", path.display()), Some("restore it from backup; records/ still holds every snapshot"))),
+                .map_err(|e| {
+                    Error::state(
+                        format!("history {} is corrupt: {e}", path.display()),
+                        Some("restore it from backup; records/ still holds every snapshot"),
+                    )
+                }),
         }
     }
 
@@ -237,25 +260,49 @@ impl Store {
         let bytes = read_nofollow(&path)?.ok_or_else(|| missing_snapshot(&id))?;
         if hex(&Sha256::digest(&bytes)) != id {
             return Err(Error::state(
-                format!("snapshot {} is corrupt or was tampered with: its sha256 does not match its name", &id[..SHORT_ID]),
-                Some("it will not be used; roll back to another snapshot with `sysprof rollback --to ID`"),
+                format!(
+                    "snapshot {} is corrupt or was tampered with: its sha256 does not match its name",
+                    &id[..SHORT_ID]
+                ),
+                Some(
+                    "it will not be used; roll back to another snapshot with `sysprof rollback --to ID`",
+                ),
             ));
         }
-        let record = serde_json::from_slice(&bytes).map_err(|e| Error::state(format!("snapshot {} cannot be read: {e}", &id[..SHORT_ID]), None))?;
+        let record = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::state(
+                format!("snapshot {} cannot be read: {e}", &id[..SHORT_ID]),
+                None,
+            )
+        })?;
         Ok((id, record))
     }
 
     fn resolve_id(&self, prefix: &str) -> Result<String> {
         if prefix.len() < 4 || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(Error::state(format!("{prefix:?} is not a snapshot id"), Some("ids are hex; see `sysprof history`")));
+            return Err(Error::state(
+                format!("{prefix:?} is not a snapshot id"),
+                Some("ids are hex; see `sysprof history`"),
+            ));
         }
-        let ids: Vec<String> = self.history()?.into_iter().map(|e| e.id).filter(|id| id.starts_with(&prefix.to_ascii_lowercase())).collect();
-        let journal = self.journal()?.map(|j| j.id).filter(|id| id.starts_with(prefix));
+        let ids: Vec<String> = self
+            .history()?
+            .into_iter()
+            .map(|e| e.id)
+            .filter(|id| id.starts_with(&prefix.to_ascii_lowercase()))
+            .collect();
+        let journal = self
+            .journal()?
+            .map(|j| j.id)
+            .filter(|id| id.starts_with(prefix));
         match (ids.as_slice(), journal) {
             ([one], _) => Ok(one.clone()),
             ([], Some(id)) => Ok(id),
             ([], None) => Err(missing_snapshot(prefix)),
-            _ => Err(Error::state(format!("snapshot id {prefix:?} is ambiguous"), Some("give more characters"))),
+            _ => Err(Error::state(
+                format!("snapshot id {prefix:?} is ambiguous"),
+                Some("give more characters"),
+            )),
         }
     }
 
@@ -274,8 +321,15 @@ impl Store {
 
     /// Records how far the in-flight change got.
     pub fn set_phase(&self, id: &str, phase: Phase) -> Result<()> {
-        let journal = Journal { id: id.to_owned(), phase };
-        write_atomic(&self.dir, "journal.json", &serde_json::to_vec(&journal).expect("journal serialises"))
+        let journal = Journal {
+            id: id.to_owned(),
+            phase,
+        };
+        write_atomic(
+            &self.dir,
+            "journal.json",
+            &serde_json::to_vec(&journal).expect("journal serialises"),
+        )
     }
 
     /// The in-flight change, if a previous run did not finish.
@@ -284,20 +338,32 @@ impl Store {
         match read_nofollow(&path)? {
             None => Ok(None),
             Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-                Error::state(format!("journal {} is corrupt: {e}", path.display()), Some("inspect records/ and remove the journal by hand"))
+                Error::state(
+                    format!("journal {} is corrupt: {e}", path.display()),
+                    Some("inspect records/ and remove the journal by hand"),
+                )
             }),
         }
     }
 
     /// Appends the record to the history, then drops the journal.
     pub fn commit(&self, _lock: &StoreLock, id: &str) -> Result<u64> {
-        let mut history = HistoryFile { entries: self.history()? };
+        let mut history = HistoryFile {
+            entries: self.history()?,
+        };
         let seq = match history.entries.last() {
             Some(last) if last.id == id => last.seq,
             last => {
                 let seq = last.map_or(1, |e| e.seq + 1);
-                history.entries.push(HistoryEntry { seq, id: id.to_owned() });
-                write_atomic(&self.dir, "history.json", &serde_json::to_vec_pretty(&history).expect("history serialises"))?;
+                history.entries.push(HistoryEntry {
+                    seq,
+                    id: id.to_owned(),
+                });
+                write_atomic(
+                    &self.dir,
+                    "history.json",
+                    &serde_json::to_vec_pretty(&history).expect("history serialises"),
+                )?;
                 seq
             }
         };
@@ -321,18 +387,35 @@ impl Store {
 }
 
 fn missing_snapshot(id: &str) -> Error {
-    Error::state(format!("no snapshot {id:?} in the history"), Some("list snapshots with `sysprof history`"))
+    Error::state(
+        format!("no snapshot {id:?} in the history"),
+        Some("list snapshots with `sysprof history`"),
+    )
 }
 
 fn check_private_dir(dir: &Path, meta: &fs::Metadata) -> Result<()> {
     if meta.file_type().is_symlink() || !meta.is_dir() {
-        return Err(Error::state(format!("state dir {} is not a plain directory (symlink?)", dir.display()), Some("remove it or pick another --state-dir")));
+        return Err(Error::state(
+            format!(
+                "state dir {} is not a plain directory (symlink?)",
+                dir.display()
+            ),
+            Some("remove it or pick another --state-dir"),
+        ));
     }
     if meta.uid() != nix::unistd::geteuid().as_raw() {
-        return Err(Error::state(format!("state dir {} is owned by uid {}, not by us", dir.display(), meta.uid()), None));
+        return Err(Error::state(
+            format!(
+                "state dir {} is owned by uid {}, not by us",
+                dir.display(),
+                meta.uid()
+            ),
+            None,
+        ));
     }
     if meta.mode() & 0o077 != 0 {
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|e| Error::io("chmod", dir, e))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::io("chmod", dir, e))?;
     }
     Ok(())
 }
@@ -343,27 +426,40 @@ fn libc_nofollow() -> i32 {
 
 /// Reads a file without following a symlink at its name; `None` when absent.
 pub fn read_nofollow(path: &Path) -> Result<Option<Vec<u8>>> {
-    let file = OpenOptions::new().read(true).custom_flags(libc_nofollow()).open(path);
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc_nofollow())
+        .open(path);
     let mut file = match file {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
-            return Err(Error::state(format!("{} is a symlink; refusing to follow it", path.display()), None));
+            return Err(Error::state(
+                format!("{} is a symlink; refusing to follow it", path.display()),
+                None,
+            ));
         }
         Err(e) => return Err(Error::io("read", path, e)),
     };
     let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes).map_err(|e| Error::io("read", path, e))?;
+    file.read_to_end(&mut bytes)
+        .map_err(|e| Error::io("read", path, e))?;
     Ok(Some(bytes))
 }
 
 /// Writes `name` in `dir` durably: temp file (0600) in the same dir, fsync, rename, fsync dir.
 pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     let target = dir.join(name);
-    let mut temp = tempfile::Builder::new().prefix(&format!(".{name}.")).tempfile_in(dir).map_err(|e| Error::io("create a temp file in", dir, e))?;
-    temp.write_all(bytes).and_then(|_| temp.as_file().sync_all()).map_err(|e| Error::io("write", temp.path().to_owned(), e))?;
+    let mut temp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .tempfile_in(dir)
+        .map_err(|e| Error::io("create a temp file in", dir, e))?;
+    temp.write_all(bytes)
+        .and_then(|_| temp.as_file().sync_all())
+        .map_err(|e| Error::io("write", temp.path().to_owned(), e))?;
     crate::fault::point("before-rename", name);
-    temp.persist(&target).map_err(|e| Error::io("rename into", &target, e.error))?;
+    temp.persist(&target)
+        .map_err(|e| Error::io("rename into", &target, e.error))?;
     crate::fault::point("after-rename", name);
     sync_dir(dir)
 }
@@ -380,7 +476,9 @@ pub fn remove_durably(dir: &Path, name: &str) -> Result<()> {
 
 /// fsyncs a directory so renames and removals in it are durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io("sync", dir, e))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io("sync", dir, e))
 }
 
 #[cfg(test)]
@@ -399,7 +497,11 @@ mod tests {
             netns: None,
             profile: None,
             restores: None,
-            changes: vec![KeyChange { key: "net.ipv4.tcp_fin_timeout".into(), before: "60".into(), after: "30".into() }],
+            changes: vec![KeyChange {
+                key: "net.ipv4.tcp_fin_timeout".into(),
+                before: "60".into(),
+                after: "30".into(),
+            }],
             persist: None,
         }
     }
@@ -410,16 +512,36 @@ mod tests {
         let store = Store::new(dir.path().join("state"));
         let lock = store.lock(Duration::from_secs(1)).unwrap();
         let id = store.begin(&lock, &record(1)).unwrap();
-        assert_eq!(store.journal().unwrap().unwrap(), Journal { id: id.clone(), phase: Phase::Intent });
+        assert_eq!(
+            store.journal().unwrap().unwrap(),
+            Journal {
+                id: id.clone(),
+                phase: Phase::Intent
+            }
+        );
         assert_eq!(store.commit(&lock, &id).unwrap(), 1);
         assert!(store.journal().unwrap().is_none());
         assert_eq!(store.load(&id[..8]).unwrap().1, record(1));
 
         let path = store.record_path(&id);
-        let tampered = fs::read_to_string(&path).unwrap().replace("\"30\"", "\"31\"");
+        let tampered = fs::read_to_string(&path)
+            .unwrap()
+            .replace("\"30\"", "\"31\"");
         fs::write(&path, tampered).unwrap();
-        assert!(store.load(&id).unwrap_err().to_string().contains("tampered"));
-        assert!(store.load("abcdef").unwrap_err().to_string().contains("no snapshot"));
+        assert!(
+            store
+                .load(&id)
+                .unwrap_err()
+                .to_string()
+                .contains("tampered")
+        );
+        assert!(
+            store
+                .load("abcdef")
+                .unwrap_err()
+                .to_string()
+                .contains("no snapshot")
+        );
     }
 
     #[test]
@@ -435,7 +557,13 @@ mod tests {
 
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(store.dir(), &link).unwrap();
-        assert!(Store::new(&link).ensure().unwrap_err().to_string().contains("symlink"));
+        assert!(
+            Store::new(&link)
+                .ensure()
+                .unwrap_err()
+                .to_string()
+                .contains("symlink")
+        );
     }
 
     #[test]
@@ -444,6 +572,10 @@ mod tests {
         let store = Store::new(dir.path());
         let _held = store.lock(Duration::from_secs(1)).unwrap();
         let err = store.lock(Duration::from_millis(50)).unwrap_err();
-        assert!(err.to_string().contains(&format!("pid {}", std::process::id())), "{err}");
+        assert!(
+            err.to_string()
+                .contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
     }
 }

@@ -55,7 +55,10 @@ pub struct Report {
 impl Report {
     /// Number of findings of a severity.
     pub fn count(&self, severity: Severity) -> usize {
-        self.findings.iter().filter(|f| f.severity == severity).count()
+        self.findings
+            .iter()
+            .filter(|f| f.severity == severity)
+            .count()
     }
 
     /// Whether the profile must not be applied (errors, or warnings when denied).
@@ -74,11 +77,21 @@ pub struct FindingBuilder<'a> {
 
 impl FindingBuilder<'_> {
     /// Makes a finding pointing at the setting's key.
-    pub fn finding(&self, severity: Severity, rule: &str, message: String, help: Option<String>, sources: &[String]) -> Finding {
+    pub fn finding(
+        &self,
+        severity: Severity,
+        rule: &str,
+        message: String,
+        help: Option<String>,
+        sources: &[String],
+    ) -> Finding {
         Finding {
             severity,
             rule: rule.to_owned(),
-            key: self.setting.map(|s| s.key.clone()).or_else(|| self.key.clone()),
+            key: self
+                .setting
+                .map(|s| s.key.clone())
+                .or_else(|| self.key.clone()),
             at: self.setting.map(|s| s.at.clone()),
             message,
             help,
@@ -101,19 +114,44 @@ pub fn validate(profile: &Profile, schema: &Schema, target: &Target) -> Report {
     Report { findings }
 }
 
-fn check_setting(setting: &Setting, profile: &Profile, schema: &Schema, target: &Target, out: &mut Vec<Finding>) {
-    let b = FindingBuilder { setting: Some(setting), key: None };
+fn check_setting(
+    setting: &Setting,
+    profile: &Profile,
+    schema: &Schema,
+    target: &Target,
+    out: &mut Vec<Finding>,
+) {
+    let b = FindingBuilder {
+        setting: Some(setting),
+        key: None,
+    };
     let Some(spec) = schema.lookup(&setting.key) else {
-        let help = schema.suggest(&setting.key).map(|s| format!("did you mean `{s}`?"));
-        let help = help.or_else(|| Some("add the key to a schema dir (--schema) if it is site-specific".into()));
-        out.push(b.finding(Severity::Error, "unknown-key", format!("{} is not a known sysctl", setting.key), help, &[]));
+        let help = schema
+            .suggest(&setting.key)
+            .map(|s| format!("did you mean `{s}`?"));
+        let help = help.or_else(|| {
+            Some("add the key to a schema dir (--schema) if it is site-specific".into())
+        });
+        out.push(b.finding(
+            Severity::Error,
+            "unknown-key",
+            format!("{} is not a known sysctl", setting.key),
+            help,
+            &[],
+        ));
         return;
     };
     if !check_existence(&b, spec, target, out) {
         return;
     }
     if let Err(message) = check_shape(spec, &setting.value) {
-        out.push(b.finding(Severity::Error, "value-shape", format!("{}: {message}", setting.key), shape_help(spec), &spec.sources));
+        out.push(b.finding(
+            Severity::Error,
+            "value-shape",
+            format!("{}: {message}", setting.key),
+            shape_help(spec),
+            &spec.sources,
+        ));
         return;
     }
     check_bounds(&b, spec, &setting.value, out);
@@ -124,17 +162,43 @@ fn check_setting(setting: &Setting, profile: &Profile, schema: &Schema, target: 
 }
 
 /// Removed / not-yet-added keys; returns false when further checks are pointless.
-fn check_existence(b: &FindingBuilder, spec: &KeySpec, target: &Target, out: &mut Vec<Finding>) -> bool {
+fn check_existence(
+    b: &FindingBuilder,
+    spec: &KeySpec,
+    target: &Target,
+    out: &mut Vec<Finding>,
+) -> bool {
     let key = b.setting.map(|s| s.key.to_string()).unwrap_or_default();
-    let help = spec.replacement.as_ref().map(|r| format!("use {r} instead"));
+    let help = spec
+        .replacement
+        .as_ref()
+        .map(|r| format!("use {r} instead"));
     if let Some(removed) = spec.removed.filter(|v| target.kernel >= *v) {
-        let message = format!("{key} does not exist on kernel {} (removed in {removed}): {}", target.kernel, spec.caveat);
-        out.push(b.finding(Severity::Error, "key-removed", message, help.or(Some(format!("remove {key}"))), &spec.sources));
+        let message = format!(
+            "{key} does not exist on kernel {} (removed in {removed}): {}",
+            target.kernel, spec.caveat
+        );
+        out.push(b.finding(
+            Severity::Error,
+            "key-removed",
+            message,
+            help.or(Some(format!("remove {key}"))),
+            &spec.sources,
+        ));
         return false;
     }
     if let Some(added) = spec.added.filter(|v| target.kernel < *v) {
-        let message = format!("{key} does not exist yet on kernel {} (added in {added})", target.kernel);
-        out.push(b.finding(Severity::Error, "key-not-yet-added", message, help, &spec.sources));
+        let message = format!(
+            "{key} does not exist yet on kernel {} (added in {added})",
+            target.kernel
+        );
+        out.push(b.finding(
+            Severity::Error,
+            "key-not-yet-added",
+            message,
+            help,
+            &spec.sources,
+        ));
         return false;
     }
     true
@@ -145,7 +209,11 @@ pub fn check_shape(spec: &KeySpec, value: &Value) -> Result<(), String> {
     let tokens = value.tokens();
     let ints = |n: usize| -> Result<(), String> {
         if tokens.len() != n {
-            return Err(format!("expected {n} integer(s), got {} value(s) {:?}", tokens.len(), value.to_string()));
+            return Err(format!(
+                "expected {n} integer(s), got {} value(s) {:?}",
+                tokens.len(),
+                value.to_string()
+            ));
         }
         match tokens.iter().find(|t| parse_decimal(t).is_none()) {
             Some(bad) => Err(format!("{bad:?} is not an integer")),
@@ -163,15 +231,23 @@ pub fn check_shape(spec: &KeySpec, value: &Value) -> Result<(), String> {
             if spec.values.is_empty() || spec.values.keys().any(|k| i128::from(*k) == n) {
                 Ok(())
             } else {
-                Err(format!("{n} is not one of {:?}", spec.values.keys().collect::<Vec<_>>()))
+                Err(format!(
+                    "{n} is not one of {:?}",
+                    spec.values.keys().collect::<Vec<_>>()
+                ))
             }
         }),
         Shape::Tuple => ints(spec.len.unwrap_or(tokens.len())),
         Shape::PortRange => ints(2),
         Shape::PortList => match tokens {
             [] => Ok(()),
-            [one] if parse_port_list(one).is_some_and(|r| r.iter().all(|&(_, h)| h <= 65535)) => Ok(()),
-            _ => Err(format!("expected a comma list of ports and ranges like 8080,9000-9010, got {value:?}", value = value.to_string())),
+            [one] if parse_port_list(one).is_some_and(|r| r.iter().all(|&(_, h)| h <= 65535)) => {
+                Ok(())
+            }
+            _ => Err(format!(
+                "expected a comma list of ports and ranges like 8080,9000-9010, got {value:?}",
+                value = value.to_string()
+            )),
         },
         Shape::String => match tokens {
             [_] => Ok(()),
@@ -183,42 +259,99 @@ pub fn check_shape(spec: &KeySpec, value: &Value) -> Result<(), String> {
 
 fn shape_help(spec: &KeySpec) -> Option<String> {
     Some(match spec.shape {
-        Shape::Tuple => format!("write {} integers as a list, e.g. [4096, 131072, 6291456]", spec.len.unwrap_or(2)),
+        Shape::Tuple => format!(
+            "write {} integers as a list, e.g. [4096, 131072, 6291456]",
+            spec.len.unwrap_or(2)
+        ),
         Shape::PortRange => "write the range as a list [low, high]".into(),
-        Shape::Enum => spec.values.iter().map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join("; "),
+        Shape::Enum => spec
+            .values
+            .iter()
+            .map(|(k, v)| format!("{k} = {v}"))
+            .collect::<Vec<_>>()
+            .join("; "),
         Shape::Bool => "write 0 or 1".into(),
         _ => return None,
     })
 }
 
 fn check_bounds(b: &FindingBuilder, spec: &KeySpec, value: &Value, out: &mut Vec<Finding>) {
-    let numbers: Vec<i128> = value.tokens().iter().filter_map(|t| parse_decimal(t)).collect();
+    let numbers: Vec<i128> = value
+        .tokens()
+        .iter()
+        .filter_map(|t| parse_decimal(t))
+        .collect();
     let key = b.setting.map(|s| s.key.to_string()).unwrap_or_default();
     if let Some(bounds) = spec.kernel_bounds {
         if let Some(n) = numbers.iter().find(|n| !bounds.contains(**n)) {
-            let message = format!("{key}: {n} is outside the kernel's accepted range {bounds}; the write would fail with EINVAL");
-            out.push(b.finding(Severity::Error, "kernel-bounds", message, None, &spec.sources));
+            let message = format!(
+                "{key}: {n} is outside the kernel's accepted range {bounds}; the write would fail with EINVAL"
+            );
+            out.push(b.finding(
+                Severity::Error,
+                "kernel-bounds",
+                message,
+                None,
+                &spec.sources,
+            ));
             return;
         }
     }
     if let Some(bounds) = spec.recommended {
         if let Some(n) = numbers.iter().find(|n| !bounds.contains(**n)) {
-            let message = format!("{key}: {n} is outside the recommended range {bounds}: {}", spec.caveat);
-            out.push(b.finding(Severity::Warning, "recommended-bounds", message, None, &spec.sources));
+            let message = format!(
+                "{key}: {n} is outside the recommended range {bounds}: {}",
+                spec.caveat
+            );
+            out.push(b.finding(
+                Severity::Warning,
+                "recommended-bounds",
+                message,
+                None,
+                &spec.sources,
+            ));
         }
     }
 }
 
-fn check_noop_and_default(b: &FindingBuilder, spec: &KeySpec, setting: &Setting, target: &Target, out: &mut Vec<Finding>) {
+fn check_noop_and_default(
+    b: &FindingBuilder,
+    spec: &KeySpec,
+    setting: &Setting,
+    target: &Target,
+    out: &mut Vec<Finding>,
+) {
     if let Some(since) = spec.noop_since.filter(|v| target.kernel >= *v) {
-        let message = format!("{} has no effect since kernel {since}: {}", setting.key, spec.caveat);
-        out.push(b.finding(Severity::Warning, "noop-key", message, Some(format!("remove {}", setting.key)), &spec.sources));
+        let message = format!(
+            "{} has no effect since kernel {since}: {}",
+            setting.key, spec.caveat
+        );
+        out.push(b.finding(
+            Severity::Warning,
+            "noop-key",
+            message,
+            Some(format!("remove {}", setting.key)),
+            &spec.sources,
+        ));
         return;
     }
-    if spec.default_for(target.kernel).is_some_and(|d| d.same_as(&setting.value)) {
-        let message = format!("{} = {} is already the kernel default on {}", setting.key, setting.value, target.kernel);
-        let help = "keep it only to pin the value against other sysctl.d files; say so in `reason`".into();
-        out.push(b.finding(Severity::Info, "default-value", message, Some(help), &spec.sources));
+    if spec
+        .default_for(target.kernel)
+        .is_some_and(|d| d.same_as(&setting.value))
+    {
+        let message = format!(
+            "{} = {} is already the kernel default on {}",
+            setting.key, setting.value, target.kernel
+        );
+        let help =
+            "keep it only to pin the value against other sysctl.d files; say so in `reason`".into();
+        out.push(b.finding(
+            Severity::Info,
+            "default-value",
+            message,
+            Some(help),
+            &spec.sources,
+        ));
     }
 }
 
@@ -226,7 +359,8 @@ fn check_pod(b: &FindingBuilder, spec: &KeySpec, target: &Target, out: &mut Vec<
     let key = b.setting.map(|s| s.key.to_string()).unwrap_or_default();
     let namespaced = matches!(spec.scope, Scope::Netns | Scope::Ipc);
     let ro_since = spec.ro_in_child_since.is_some_and(|v| target.kernel >= v);
-    if !namespaced || ro_since || matches!(spec.k8s.as_ref().map(|k| k.class), Some(K8sClass::Node)) {
+    if !namespaced || ro_since || matches!(spec.k8s.as_ref().map(|k| k.class), Some(K8sClass::Node))
+    {
         let scope = match spec.scope {
             Scope::RoInChild => "read-only in a pod's network namespace",
             Scope::InitOnly => "absent from a pod's network namespace",
@@ -234,7 +368,13 @@ fn check_pod(b: &FindingBuilder, spec: &KeySpec, target: &Target, out: &mut Vec<
         };
         let message = format!("{key} cannot be set from a pod: it is {scope}");
         let help = "move it to a node profile (applied by a privileged DaemonSet)".into();
-        out.push(b.finding(Severity::Error, "pod-not-namespaced", message, Some(help), &spec.sources));
+        out.push(b.finding(
+            Severity::Error,
+            "pod-not-namespaced",
+            message,
+            Some(help),
+            &spec.sources,
+        ));
         return;
     }
     let safe = spec.k8s.as_ref().filter(|k| k.class == K8sClass::Safe);
@@ -242,15 +382,30 @@ fn check_pod(b: &FindingBuilder, spec: &KeySpec, target: &Target, out: &mut Vec<
         (Some(since), Some(k8s)) => k8s >= since,
         _ => true,
     });
-    let kernel_ok = safe.and_then(|k| k.min_kernel).is_none_or(|v| target.kernel >= v);
+    let kernel_ok = safe
+        .and_then(|k| k.min_kernel)
+        .is_none_or(|v| target.kernel >= v);
     if !(safe_on_target && kernel_ok) {
         let why = match safe {
-            Some(k) if !kernel_ok => format!("safe only on node kernels >= {}", k.min_kernel.map(|v| v.to_string()).unwrap_or_default()),
-            Some(k) => format!("on the safe list only since Kubernetes {}", k.since.map(|v| v.to_string()).unwrap_or_default()),
+            Some(k) if !kernel_ok => format!(
+                "safe only on node kernels >= {}",
+                k.min_kernel.map(|v| v.to_string()).unwrap_or_default()
+            ),
+            Some(k) => format!(
+                "on the safe list only since Kubernetes {}",
+                k.since.map(|v| v.to_string()).unwrap_or_default()
+            ),
             None => "namespaced but not on the kubelet's safe list".into(),
         };
-        let message = format!("{key} is {why}: pods using it are rejected unless the kubelet allows it");
+        let message =
+            format!("{key} is {why}: pods using it are rejected unless the kubelet allows it");
         let help = format!("add to the kubelet configuration: allowedUnsafeSysctls: [\"{key}\"]");
-        out.push(b.finding(Severity::Warning, "pod-unsafe-sysctl", message, Some(help), &spec.sources));
+        out.push(b.finding(
+            Severity::Warning,
+            "pod-unsafe-sysctl",
+            message,
+            Some(help),
+            &spec.sources,
+        ));
     }
 }

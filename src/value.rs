@@ -19,12 +19,19 @@ pub struct Value {
 impl Value {
     /// Splits text the way the kernel does on write: any mix of spaces, tabs and newlines.
     pub fn from_text(text: &str) -> Self {
-        Self { tokens: text.split_whitespace().map(str::to_owned).collect() }
+        Self {
+            tokens: text.split_whitespace().map(str::to_owned).collect(),
+        }
     }
 
     /// Builds a value from already separated tokens.
     pub fn from_tokens(tokens: Vec<String>) -> Self {
-        Self { tokens: tokens.into_iter().flat_map(|t| Self::from_text(&t).tokens).collect() }
+        Self {
+            tokens: tokens
+                .into_iter()
+                .flat_map(|t| Self::from_text(&t).tokens)
+                .collect(),
+        }
     }
 
     /// The tokens.
@@ -60,7 +67,11 @@ impl Value {
     /// Whether the kernel would consider both values equal.
     pub fn same_as(&self, other: &Value) -> bool {
         self.tokens.len() == other.tokens.len()
-            && self.tokens.iter().zip(&other.tokens).all(|(a, b)| canonical_token(a) == canonical_token(b))
+            && self
+                .tokens
+                .iter()
+                .zip(&other.tokens)
+                .all(|(a, b)| canonical_token(a) == canonical_token(b))
     }
 }
 
@@ -131,8 +142,16 @@ pub fn parse_port_list(token: &str) -> Option<Vec<(u32, u32)>> {
 }
 
 fn render_port_list(ranges: &[(u32, u32)]) -> String {
-    let parts: Vec<String> =
-        ranges.iter().map(|&(l, h)| if l == h { l.to_string() } else { format!("{l}-{h}") }).collect();
+    let parts: Vec<String> = ranges
+        .iter()
+        .map(|&(l, h)| {
+            if l == h {
+                l.to_string()
+            } else {
+                format!("{l}-{h}")
+            }
+        })
+        .collect();
     parts.join(",")
 }
 

@@ -22,7 +22,10 @@ pub struct Mark {
 
 impl Mark {
     fn from_span(span: &Span) -> Self {
-        Self { line: span.start.line(), col: span.start.col() + 1 }
+        Self {
+            line: span.start.line(),
+            col: span.start.col() + 1,
+        }
     }
 }
 
@@ -87,14 +90,20 @@ pub struct YamlError {
 
 /// Parses one YAML document. `Ok(None)` for an empty stream.
 pub fn parse(text: &str) -> Result<Option<Node>, YamlError> {
-    let mut reader = Reader { events: Parser::new_from_str(text), depth: 0 };
+    let mut reader = Reader {
+        events: Parser::new_from_str(text),
+        depth: 0,
+    };
     let mut document = None;
     loop {
         let (event, span) = reader.next()?;
         match event {
             Event::StreamEnd => return Ok(document),
             Event::DocumentStart(_) if document.is_some() => {
-                return Err(YamlError { mark: Mark::from_span(&span), message: "only one YAML document is allowed".into() });
+                return Err(YamlError {
+                    mark: Mark::from_span(&span),
+                    message: "only one YAML document is allowed".into(),
+                });
             }
             Event::DocumentStart(_) => document = reader.document()?,
             _ => {}
@@ -113,7 +122,13 @@ impl<'a> Reader<'a> {
             Some(Ok(pair)) => Ok(pair),
             Some(Err(e)) => {
                 let m = e.marker();
-                Err(YamlError { mark: Mark { line: m.line(), col: m.col() + 1 }, message: e.info().to_owned() })
+                Err(YamlError {
+                    mark: Mark {
+                        line: m.line(),
+                        col: m.col() + 1,
+                    },
+                    message: e.info().to_owned(),
+                })
             }
             None => Ok((Event::StreamEnd, Span::default())),
         }
@@ -128,20 +143,33 @@ impl<'a> Reader<'a> {
         let node = self.node(event, span)?;
         match self.next()? {
             (Event::DocumentEnd, _) => Ok(Some(node)),
-            (_, span) => Err(YamlError { mark: Mark::from_span(&span), message: "unexpected content after the document".into() }),
+            (_, span) => Err(YamlError {
+                mark: Mark::from_span(&span),
+                message: "unexpected content after the document".into(),
+            }),
         }
     }
 
     fn node(&mut self, event: Event<'a>, span: Span) -> Result<Node, YamlError> {
         let mark = Mark::from_span(&span);
         match event {
-            Event::Scalar(text, style, _, _) => {
-                Ok(Node { mark, kind: NodeKind::Scalar { text: text.into_owned(), plain: style == ScalarStyle::Plain } })
-            }
+            Event::Scalar(text, style, _, _) => Ok(Node {
+                mark,
+                kind: NodeKind::Scalar {
+                    text: text.into_owned(),
+                    plain: style == ScalarStyle::Plain,
+                },
+            }),
             Event::SequenceStart(..) => self.nested(mark, Self::sequence),
             Event::MappingStart(..) => self.nested(mark, Self::mapping),
-            Event::Alias(_) => Err(YamlError { mark, message: "YAML aliases (*name) are not allowed in profiles".into() }),
-            _ => Err(YamlError { mark, message: "unexpected YAML event".into() }),
+            Event::Alias(_) => Err(YamlError {
+                mark,
+                message: "YAML aliases (*name) are not allowed in profiles".into(),
+            }),
+            _ => Err(YamlError {
+                mark,
+                message: "unexpected YAML event".into(),
+            }),
         }
     }
 
@@ -152,7 +180,10 @@ impl<'a> Reader<'a> {
     ) -> Result<Node, YamlError> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
-            return Err(YamlError { mark, message: format!("nesting deeper than {MAX_DEPTH} levels") });
+            return Err(YamlError {
+                mark,
+                message: format!("nesting deeper than {MAX_DEPTH} levels"),
+            });
         }
         let kind = read(self, mark)?;
         self.depth -= 1;
@@ -179,7 +210,10 @@ impl<'a> Reader<'a> {
             }
             let key = self.node(event, span)?;
             let Some(name) = key.as_scalar() else {
-                return Err(YamlError { mark: key.mark, message: "mapping keys must be plain scalars".into() });
+                return Err(YamlError {
+                    mark: key.mark,
+                    message: "mapping keys must be plain scalars".into(),
+                });
             };
             if let Some((first, _)) = entries.iter().find(|(k, _)| k.as_scalar() == Some(name)) {
                 return Err(YamlError {
@@ -201,9 +235,13 @@ mod tests {
     #[test]
     fn positions_are_one_based() {
         let node = parse("a: 1\nb:\n  c: [1, 2]\n").unwrap().unwrap();
-        let NodeKind::Map(entries) = &node.kind else { panic!() };
+        let NodeKind::Map(entries) = &node.kind else {
+            panic!()
+        };
         assert_eq!(entries[1].0.mark, Mark { line: 2, col: 1 });
-        let NodeKind::Map(inner) = &entries[1].1.kind else { panic!() };
+        let NodeKind::Map(inner) = &entries[1].1.kind else {
+            panic!()
+        };
         assert_eq!(inner[0].0.mark, Mark { line: 3, col: 3 });
         assert_eq!(inner[0].1.mark, Mark { line: 3, col: 6 });
     }

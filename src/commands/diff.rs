@@ -18,5 +18,9 @@ pub fn run(g: &Global, path: &Path, exit_code: bool, io: &mut Io) -> Result<i32>
     } else {
         render::plan(&mut io.out, &plan).map_err(io_err)?;
     }
-    Ok(if exit_code && !plan.in_sync() { exit::CHANGES_PENDING } else { exit::OK })
+    Ok(if exit_code && !plan.in_sync() {
+        exit::CHANGES_PENDING
+    } else {
+        exit::OK
+    })
 }

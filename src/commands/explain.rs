@@ -3,8 +3,8 @@
 use super::{Io, io_err};
 use crate::cli::Global;
 use crate::error::{Error, Result, exit};
-use crate::key::SysctlKey;
 use crate::kernel::SysctlTree;
+use crate::key::SysctlKey;
 use crate::rules::CODE_RULES;
 
 /// Explains a key (with its live value when readable) or a rule.
@@ -19,16 +19,31 @@ pub fn run(g: &Global, name: &str, io: &mut Io) -> Result<i32> {
     }
     let Some(spec) = schema.lookup_text(name) else {
         let suggestion = SysctlKey::parse(name).ok().and_then(|k| schema.suggest(&k));
-        let help = suggestion.map(|s| format!("did you mean `{s}`?")).unwrap_or_else(|| "give a sysctl key or a rule id".into());
-        return Err(Error::Profile { at: crate::profile::Location { file: "<command line>".into(), line: 1, col: 1 }, message: format!("{name:?} is neither a known key nor a rule"), help: Some(help) });
+        let help = suggestion
+            .map(|s| format!("did you mean `{s}`?"))
+            .unwrap_or_else(|| "give a sysctl key or a rule id".into());
+        return Err(Error::Profile {
+            at: crate::profile::Location {
+                file: "<command line>".into(),
+                line: 1,
+                col: 1,
+            },
+            message: format!("{name:?} is neither a known key nor a rule"),
+            help: Some(help),
+        });
     };
     let mut value = serde_json::to_value(spec).expect("spec serialises");
     let current = SysctlKey::parse(name).ok().and_then(|key| {
-        if let Some(ns) = &g.netns { crate::netns::enter(ns).ok()?; }
+        if let Some(ns) = &g.netns {
+            crate::netns::enter(ns).ok()?;
+        }
         SysctlTree::open(&g.root).ok()?.read(&key).ok()
     });
     value["current"] = current.map(|v| v.to_string()).into();
-    value["default_on_target"] = spec.default_for(g.target().kernel).map(|v| v.to_string()).into();
+    value["default_on_target"] = spec
+        .default_for(g.target().kernel)
+        .map(|v| v.to_string())
+        .into();
     emit(io, value)
 }
 
@@ -37,8 +52,12 @@ fn emit(io: &mut Io, value: serde_json::Value) -> Result<i32> {
         io.emit(&value)?;
         return Ok(exit::OK);
     }
-    let serde_json::Value::Object(map) = value else { return Ok(exit::OK) };
-    for (field, v) in map.iter().filter(|(_, v)| !v.is_null() && *v != &serde_json::json!([]) && *v != &serde_json::json!({})) {
+    let serde_json::Value::Object(map) = value else {
+        return Ok(exit::OK);
+    };
+    for (field, v) in map.iter().filter(|(_, v)| {
+        !v.is_null() && *v != &serde_json::json!([]) && *v != &serde_json::json!({})
+    }) {
         let text = match v {
             serde_json::Value::String(s) => s.clone(),
             other => other.to_string(),

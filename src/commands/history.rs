@@ -26,10 +26,17 @@ pub fn show(g: &Global, id: &str, io: &mut Io) -> Result<i32> {
         io.emit(&serde_json::json!({ "ok": true, "id": id, "record": record }))?;
         return Ok(exit::OK);
     }
-    let profile = record.profile.as_ref().map(|p| format!("{} ({}, sha256 {})", p.name, p.path, &p.sha256[..12])).unwrap_or_default();
+    let profile = record
+        .profile
+        .as_ref()
+        .map(|p| format!("{} ({}, sha256 {})", p.name, p.path, &p.sha256[..12]))
+        .unwrap_or_default();
     let lines = [
         format!("snapshot {id}"),
-        format!("#{} {:?} at {} by {} on {} (kernel {})", record.seq, record.kind, record.time, record.user, record.host, record.kernel),
+        format!(
+            "#{} {:?} at {} by {} on {} (kernel {})",
+            record.seq, record.kind, record.time, record.user, record.host, record.kernel
+        ),
         format!("profile: {profile}"),
     ];
     for line in lines {

@@ -97,18 +97,43 @@ fn dispatch(cli: &Cli, io: &mut Io) -> Result<i32> {
 
 /// Loads and validates a profile, rendering findings (human mode) to stderr.
 /// Fails with [`Error::Invalid`] when the findings block.
-pub fn checked_profile(g: &Global, schema: &Schema, target: &Target, path: &Path, io: &mut Io) -> Result<(Profile, Report)> {
+pub fn checked_profile(
+    g: &Global,
+    schema: &Schema,
+    target: &Target,
+    path: &Path,
+    io: &mut Io,
+) -> Result<(Profile, Report)> {
     let profile = Profile::load(path)?;
     let mut target = target.clone();
-    target.k8s = target.k8s.or_else(|| profile.fact_text("k8s_version").and_then(|v| v.parse().ok()));
+    target.k8s = target.k8s.or_else(|| {
+        profile
+            .fact_text("k8s_version")
+            .and_then(|v| v.parse().ok())
+    });
     let report = validate::validate(&profile, schema, &target);
     if !io.json() {
-        let shown = crate::validate::Report { findings: report.findings.iter().filter(|f| f.severity > crate::schema::Severity::Info).cloned().collect() };
+        let shown = crate::validate::Report {
+            findings: report
+                .findings
+                .iter()
+                .filter(|f| f.severity > crate::schema::Severity::Info)
+                .cloned()
+                .collect(),
+        };
         render::findings(&mut io.err, &profile, &shown).map_err(io_err)?;
     }
     if report.blocks(g.deny_warnings) {
-        let errors = report.count(crate::schema::Severity::Error) + if g.deny_warnings { report.count(crate::schema::Severity::Warning) } else { 0 };
-        return Err(Error::Invalid { file: path.display().to_string(), errors });
+        let errors = report.count(crate::schema::Severity::Error)
+            + if g.deny_warnings {
+                report.count(crate::schema::Severity::Warning)
+            } else {
+                0
+            };
+        return Err(Error::Invalid {
+            file: path.display().to_string(),
+            errors,
+        });
     }
     Ok((profile, report))
 }

@@ -18,7 +18,9 @@ pub fn run(g: &Global, io: &mut Io) -> Result<i32> {
     let text = match recovered {
         Recovered::Nothing => "nothing to recover",
         Recovered::Completed => "the interrupted change had finished; it is now recorded",
-        Recovered::RolledBack => "the interrupted change was undone; the host is back to its previous state",
+        Recovered::RolledBack => {
+            "the interrupted change was undone; the host is back to its previous state"
+        }
     };
     render::ok(&mut io.out, text).map_err(io_err)?;
     Ok(exit::OK)

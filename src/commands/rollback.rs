@@ -18,7 +18,11 @@ pub fn run(g: &Global, to: Option<&str>, dry_run: bool, io: &mut Io) -> Result<i
     render::record(&mut io.out, &done.record).map_err(io_err)?;
     let target = &done.target[..SHORT_ID];
     let line = match (&done.id, done.seq) {
-        (Some(id), Some(seq)) => format!("restored the state from before {target}; recorded as {} (#{seq}), undo with `sysprof rollback --to {}`", &id[..SHORT_ID], &id[..SHORT_ID]),
+        (Some(id), Some(seq)) => format!(
+            "restored the state from before {target}; recorded as {} (#{seq}), undo with `sysprof rollback --to {}`",
+            &id[..SHORT_ID],
+            &id[..SHORT_ID]
+        ),
         _ => format!("dry run: would restore the state from before {target}; nothing was changed"),
     };
     render::ok(&mut io.out, &line).map_err(io_err)?;

@@ -20,13 +20,19 @@ pub fn run(g: &Global, paths: &[PathBuf], io: &mut Io) -> Result<i32> {
             Ok(p) => p,
             Err(e) => {
                 render::error(&mut io.err, &e).map_err(io_err)?;
-                results.push(serde_json::json!({ "profile": path, "valid": false, "error": e.to_string() }));
+                results.push(
+                    serde_json::json!({ "profile": path, "valid": false, "error": e.to_string() }),
+                );
                 code = code.max(e.exit_code());
                 continue;
             }
         };
         let mut target = target.clone();
-        target.k8s = target.k8s.or_else(|| profile.fact_text("k8s_version").and_then(|v| v.parse().ok()));
+        target.k8s = target.k8s.or_else(|| {
+            profile
+                .fact_text("k8s_version")
+                .and_then(|v| v.parse().ok())
+        });
         let report = validate::validate(&profile, &schema, &target);
         let blocked = report.blocks(g.deny_warnings);
         if blocked {
