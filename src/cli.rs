@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::context::{Context, Identity};
-use crate::error::{Error, Result, exit};
+use crate::error::{Result, exit};
 use crate::kernel::{PROC_SYS, SysctlTree};
 use crate::netns;
 use crate::persist::{self, DEFAULT_SYSCTL_D};
@@ -228,9 +228,4 @@ pub fn usage_exit_code(err: &clap::Error) -> i32 {
         clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => exit::OK,
         _ => exit::USAGE,
     }
-}
-
-/// Turns an error into an [`Error::Environment`] when `--root` cannot be used (for messages).
-pub fn root_help(err: Error) -> Error {
-    err
 }

@@ -64,7 +64,7 @@ pub fn read(path: &Path) -> Result<Option<String>> {
 pub fn write(path: &Path, content: Option<&str>) -> Result<()> {
     let (dir, name) = split(path)?;
     match content {
-        Some(text) => store::write_atomic(dir, name, text.as_bytes()),
+        Some(text) => store::write_atomic_mode(dir, name, text.as_bytes(), 0o644),
         None => store::remove_durably(dir, name),
     }
 }
@@ -90,6 +90,8 @@ mod tests {
         let path = file_in(dir.path());
         write(&path, Some("a.b = 1\n")).unwrap();
         assert_eq!(read(&path).unwrap().as_deref(), Some("a.b = 1\n"));
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o644);
         write(&path, None).unwrap();
         assert_eq!(read(&path).unwrap(), None);
 

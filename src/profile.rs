@@ -395,7 +395,7 @@ fn read_bounded(path: &Path, display: &Arc<str>, from: Option<Location>) -> Resu
     })
 }
 
-fn parse_root<'n>(text: &str, file: &Arc<str>) -> Result<Vec<(Node, Node)>> {
+fn parse_root(text: &str, file: &Arc<str>) -> Result<Vec<(Node, Node)>> {
     let node = yaml::parse(text)
         .map_err(|e| profile_error(Location::new(file, e.mark), e.message, None))?;
     let Some(node) = node else {

@@ -46,7 +46,7 @@ pub fn entries(ctx: &Context) -> Result<Vec<Entry>> {
     }
     let stack = replay(&loaded);
     for entry in &mut loaded {
-        entry.in_effect = stack.last().is_some_and(|_| stack.contains(&entry.seq));
+        entry.in_effect = stack.contains(&entry.seq);
     }
     Ok(loaded)
 }

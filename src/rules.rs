@@ -28,7 +28,7 @@ pub const CODE_RULES: &[CodeRule] = &[
     CodeRule {
         id: "unknown-key",
         severity: Severity::Error,
-        summary: "the key is not in the schema (did-you-mean offered)",
+        summary: "the key is not in the schema (did-you-mean offered), or the schema lists it as a name no kernel ever had (net.ipv4.rfc1337)",
         sources: &["schema/keys.yaml"],
     },
     CodeRule {
@@ -274,7 +274,8 @@ impl View<'_> {
     }
 }
 
-fn sources(rule: &str) -> Vec<String> {
+/// The sources `CODE_RULES` lists for a code rule.
+pub(crate) fn sources(rule: &str) -> Vec<String> {
     CODE_RULES
         .iter()
         .find(|r| r.id == rule)
@@ -297,7 +298,7 @@ fn port_range(view: &View, out: &mut Vec<Finding>) {
     let b = view.builder(PORT_RANGE);
     if low % 2 == high % 2 {
         let message = format!(
-            "ip_local_port_range {low} {high}: both ends are {}; the kernel logs \"prefer different parity\" and connect() wastes half a port",
+            "ip_local_port_range {low} {high}: both ends are {}; the kernel logs \"prefer different parity\": connect() takes even ports and bind() odd ones, so one side gets one port fewer",
             if low % 2 == 0 { "even" } else { "odd" }
         );
         out.push(b.finding(

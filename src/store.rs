@@ -218,7 +218,7 @@ impl Store {
             match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
                 Ok(mut lock) => {
                     lock.set_len(0)
-                        .and_then(|_| write!(lock, "{}\n", std::process::id()))
+                        .and_then(|_| writeln!(lock, "{}", std::process::id()))
                         .and_then(|_| lock.sync_data())
                         .map_err(|e| Error::io("write", &path, e))?;
                     return Ok(StoreLock { _lock: lock });
@@ -449,9 +449,15 @@ pub fn read_nofollow(path: &Path) -> Result<Option<Vec<u8>>> {
 
 /// Writes `name` in `dir` durably: temp file (0600) in the same dir, fsync, rename, fsync dir.
 pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    write_atomic_mode(dir, name, bytes, 0o600)
+}
+
+/// [`write_atomic`] with an explicit file mode (the persisted sysctl.d file is world-readable).
+pub fn write_atomic_mode(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> Result<()> {
     let target = dir.join(name);
     let mut temp = tempfile::Builder::new()
         .prefix(&format!(".{name}."))
+        .permissions(fs::Permissions::from_mode(mode))
         .tempfile_in(dir)
         .map_err(|e| Error::io("create a temp file in", dir, e))?;
     temp.write_all(bytes)

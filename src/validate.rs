@@ -107,11 +107,22 @@ pub fn validate(profile: &Profile, schema: &Schema, target: &Target) -> Report {
         check_setting(setting, profile, schema, target, &mut findings);
     }
     rules::evaluate(profile, schema, target, &mut findings);
+    drop_generic_duplicates(&mut findings);
     findings.sort_by(|a, b| {
         let pos = |f: &Finding| f.at.as_ref().map(|l| (l.file.clone(), l.line, l.col));
         pos(a).cmp(&pos(b)).then(b.severity.cmp(&a.severity))
     });
     Report { findings }
+}
+
+/// A specific rule about a key says more than the generic range warning: keep only the rule.
+fn drop_generic_duplicates(findings: &mut Vec<Finding>) {
+    let specific: Vec<Option<SysctlKey>> = findings
+        .iter()
+        .filter(|f| f.severity >= Severity::Warning && f.rule != "recommended-bounds")
+        .map(|f| f.key.clone())
+        .collect();
+    findings.retain(|f| f.rule != "recommended-bounds" || !specific.contains(&f.key));
 }
 
 fn check_setting(
@@ -137,7 +148,7 @@ fn check_setting(
             "unknown-key",
             format!("{} is not a known sysctl", setting.key),
             help,
-            &[],
+            &rules::sources("unknown-key"),
         ));
         return;
     };
@@ -173,6 +184,12 @@ fn check_existence(
         .replacement
         .as_ref()
         .map(|r| format!("use {r} instead"));
+    if spec.removed.is_none() && spec.added.is_none() && spec.replacement.is_some() {
+        // `replacement` without `removed`: a name no kernel ever had (schema/README.md).
+        let message = format!("{key} does not exist on any kernel: {}", spec.caveat);
+        out.push(b.finding(Severity::Error, "unknown-key", message, help, &spec.sources));
+        return false;
+    }
     if let Some(removed) = spec.removed.filter(|v| target.kernel >= *v) {
         let message = format!(
             "{key} does not exist on kernel {} (removed in {removed}): {}",
