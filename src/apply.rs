@@ -124,7 +124,11 @@ pub fn execute(ctx: &Context, lock: &StoreLock, record: &Record) -> Result<(Stri
             return Err(abort(ctx, lock, &id, txn, None, cause));
         }
     }
-    ctx.store.set_phase(&id, Phase::Written)?;
+    // `Written` marks a change without a persist step as finished; with one, recovery treats
+    // `Written` like `Intent` (only `Persisted` finishes it), so the journal write is skipped.
+    if record.persist.is_none() {
+        ctx.store.set_phase(&id, Phase::Written)?;
+    }
     if let Some(p) = &record.persist {
         if let Err(cause) = persist::write(Path::new(&p.path), p.after.as_deref()) {
             return Err(abort(ctx, lock, &id, txn, Some(p), cause));
@@ -168,6 +172,10 @@ pub fn apply(ctx: &Context, profile: &Profile, dry_run: bool) -> Result<(Plan, O
     rollback::recover(ctx, &lock)?;
     let plan = Plan::build(profile, &ctx.tree);
     if let Some(blocker) = plan.blockers().next() {
+        if blocker.status == Status::Unreadable {
+            // Report the real read error (e.g. EISDIR), not a generic permission problem.
+            ctx.tree.read(&blocker.key)?;
+        }
         let fault = if blocker.status == Status::Missing {
             KernelFault::NotFound
         } else {

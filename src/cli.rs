@@ -18,6 +18,8 @@ use crate::schema::{Schema, Version};
 use crate::store::{DEFAULT_STATE_DIR, Store};
 use crate::validate::Target;
 
+pub mod rollout;
+
 /// Declarative, validated, reversible Linux sysctl profiles.
 #[derive(Debug, Parser)]
 #[command(name = "sysprof", version, about, after_help = exit_code_help(), max_term_width = 100)]
@@ -76,6 +78,11 @@ pub struct Global {
     /// Seconds to wait for another sysprof to finish.
     #[arg(long, global = true, default_value_t = 30, value_name = "SECS")]
     pub lock_timeout: u64,
+    /// Root of the sysctl.d directories boot reads (etc/sysctl.d, run/…, usr/local/lib/…,
+    /// usr/lib/…, etc/sysctl.conf), for `import --system` and boot-override warnings. Default /;
+    /// warnings are checked only for the host's own /proc/sys unless this is given.
+    #[arg(long, global = true, env = "SYSPROF_BOOT_ROOT", value_name = "DIR")]
+    pub boot_root: Option<PathBuf>,
 }
 
 /// Output formats.
@@ -99,7 +106,10 @@ pub enum ColorWhen {
 }
 
 /// The commands.
+// `defer`: a subcommand's arguments are built only when it runs, not for every invocation
+// (start-up time and memory; `--help` still lists every command).
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum Command {
     /// Check profiles against the schema and the target kernel; changes nothing.
     Validate {
@@ -122,6 +132,9 @@ pub enum Command {
         /// Show the plan and change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Staged, watched and confirmed applies.
+        #[command(flatten)]
+        safe: rollout::SafeApply,
     },
     /// List the recorded changes, newest last.
     History,
@@ -148,6 +161,77 @@ pub enum Command {
         /// A sysctl key or a rule id.
         name: String,
     },
+    /// Turn sysctl.conf / sysctl.d files into a profile (YAML on stdout).
+    Import {
+        /// Files, applied in this order (later files override earlier ones).
+        #[arg(required_unless_present = "system")]
+        files: Vec<PathBuf>,
+        /// Read the files boot applies, in systemd-sysctl's order (under --boot-root), first.
+        #[arg(long)]
+        system: bool,
+        /// The profile's name.
+        #[arg(long, default_value = "imported")]
+        name: String,
+        /// Write the profile to this file instead of stdout.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Write the running kernel's values as a profile (YAML on stdout).
+    Export {
+        /// Only keys under this prefix (`net.ipv4`, `net/core`).
+        #[arg(long, value_name = "KEY")]
+        prefix: Option<String>,
+        /// Only keys whose value differs from the schema's default for the target kernel.
+        #[arg(long)]
+        non_default: bool,
+        /// The profile's name.
+        #[arg(long, default_value = "exported")]
+        name: String,
+        /// Write the profile to this file instead of stdout.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Diagnose conntrack, TIME_WAIT, PAWS, accept/SYN queues, ports, CLOSE_WAIT, FIN_WAIT2.
+    Doctor {
+        /// The per-namespace tables (netstat, snmp, tcp, tcp6, stat/nf_conntrack).
+        #[arg(long, default_value = "/proc/net", value_name = "DIR")]
+        proc_net: PathBuf,
+        /// Conntrack fill that counts as near full, in percent.
+        #[arg(long, default_value_t = 90, value_name = "PCT")]
+        conntrack_full: u32,
+        /// TIME_WAIT sockets toward one destination, in percent of the ephemeral port range.
+        #[arg(long, default_value_t = 50, value_name = "PCT")]
+        port_use: u32,
+        /// CLOSE_WAIT sockets that count as many.
+        #[arg(long, default_value_t = 32, value_name = "N")]
+        close_wait: usize,
+        /// FIN_WAIT2 sockets that count as many.
+        #[arg(long, default_value_t = 256, value_name = "N")]
+        fin_wait2: usize,
+        /// Report a cumulative counter (since boot or namespace creation) from this value on.
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        min_count: u64,
+    },
+    /// Print shell completions.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), or write one page per command into --dir.
+    Man {
+        /// Write sysprof.1 and sysprof-COMMAND.1 here.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// List the keys the schema knows, or print the profile format as JSON Schema.
+    Schema {
+        /// Print the JSON Schema of the profile format (for editors).
+        #[arg(long)]
+        json_schema: bool,
+    },
+    /// Health gates, confirmations, rollout plans and pod sysctls.
+    #[command(flatten)]
+    Rollout(rollout::RolloutCommand),
 }
 
 fn exit_code_help() -> String {
@@ -169,9 +253,10 @@ impl Global {
 
     /// The validation target: `--kernel`/`--k8s`, else the running kernel and its memory.
     pub fn target(&self) -> Target {
-        let running = Identity::current()
-            .kernel
-            .parse()
+        // uname only: Identity::current() would also look the user up (nsswitch, /etc/passwd).
+        let running = nix::sys::utsname::uname()
+            .ok()
+            .and_then(|u| u.release().to_str()?.parse().ok())
             .unwrap_or(Version(6, 1, 0));
         let mem_bytes = match self.kernel {
             Some(_) => None,

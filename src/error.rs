@@ -34,6 +34,10 @@ pub mod exit {
     pub const STATE: i32 = 6;
     /// The environment is unusable: sysctl root or network namespace missing, permission denied.
     pub const ENVIRONMENT: i32 = 7;
+    /// A health gate tripped (`apply --watch` rolled the change back; `health` found it).
+    pub const GATE_TRIPPED: i32 = 8;
+    /// `apply --stage`: this host's cohort is not in the stage, so nothing was changed.
+    pub const NOT_IN_STAGE: i32 = 9;
     /// Command-line usage error.
     pub const USAGE: i32 = 64;
 
@@ -61,6 +65,14 @@ pub mod exit {
         (
             ENVIRONMENT,
             "sysctl root, network namespace or permissions unusable",
+        ),
+        (
+            GATE_TRIPPED,
+            "a health gate tripped (apply --watch rolled the change back)",
+        ),
+        (
+            NOT_IN_STAGE,
+            "apply --stage: this host is not in the stage (nothing was changed)",
         ),
         (USAGE, "command-line usage error"),
     ];
@@ -147,8 +159,10 @@ pub enum Error {
         reason: String,
     },
     /// A profile's `extends` chain loops.
-    #[error("profile inheritance forms a cycle: {}", chain.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" -> "))]
+    #[error("{}profile inheritance forms a cycle: {}", at.as_ref().map(|at| format!("{at}: ")).unwrap_or_default(), chain.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" -> "))]
     ExtendsCycle {
+        /// The `extends` entry that closes the loop.
+        at: Option<Location>,
         /// The files in the loop, first repeated at the end.
         chain: Vec<PathBuf>,
     },

@@ -23,6 +23,28 @@ use crate::value::Value;
 /// The default sysctl root.
 pub const PROC_SYS: &str = "/proc/sys";
 
+/// What a directory entry of the tree is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A directory (descend into it).
+    Dir,
+    /// A sysctl file.
+    File,
+    /// A symlink or anything else (never followed).
+    Other,
+}
+
+/// One entry of a directory of the tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    /// The file name (a key component).
+    pub name: String,
+    /// File, directory or other.
+    pub kind: EntryKind,
+    /// Permission bits (a sysctl without write bits cannot be set).
+    pub mode: u32,
+}
+
 /// A handle on a sysctl tree.
 #[derive(Debug)]
 pub struct SysctlTree {
@@ -70,12 +92,19 @@ impl SysctlTree {
         let fault = |e: Errno| kernel_error("read", key, KernelFault::from_io(&e.into()), None);
         let fd = self.open_key(key, OFlag::O_RDONLY).map_err(fault)?;
         let mut file = File::from(fd);
-        // Small reads: the kernel allocates and zeroes a buffer of the size asked for.
+        // Small reads: the kernel allocates and zeroes a buffer of the size asked for. A short
+        // read is the end: a sysctl handler returns the whole value (or a full buffer) per read,
+        // and a regular file in a fake tree reads short only at its end. This saves the read
+        // that would return 0, one syscall per key.
         let mut buf = [0u8; 512];
         let mut text = Vec::new();
         loop {
             match file.read(&mut buf) {
                 Ok(0) => break,
+                Ok(n) if n < buf.len() => {
+                    text.extend_from_slice(&buf[..n]);
+                    break;
+                }
                 Ok(n) => text.extend_from_slice(&buf[..n]),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(kernel_error("read", key, KernelFault::from_io(&e), None)),
@@ -99,8 +128,55 @@ impl SysctlTree {
         }
     }
 
+    /// Lists the directory `dir` (components under the root; empty = the root), sorted by name.
+    /// Symlinks and other odd entries are reported as [`EntryKind::Other`], never followed.
+    pub fn list(&self, dir: &[String]) -> Result<Vec<DirEntry>> {
+        let rel: PathBuf = if dir.is_empty() {
+            PathBuf::from(".")
+        } else {
+            dir.iter().collect()
+        };
+        let failed = |e: Errno| Error::io("list", self.root.join(&rel), std::io::Error::from(e));
+        let fd = self
+            .open_rel(&rel, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
+            .map_err(failed)?;
+        let stat_fd = fd
+            .try_clone()
+            .map_err(|e| Error::io("list", self.root.join(&rel), e))?;
+        let mut handle = nix::dir::Dir::from_fd(fd).map_err(failed)?;
+        let mut entries = Vec::new();
+        for entry in handle.iter() {
+            let entry = entry.map_err(failed)?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == "." || name == ".." {
+                continue;
+            }
+            let stat = nix::sys::stat::fstatat(
+                &stat_fd,
+                entry.file_name(),
+                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+            );
+            let Ok(stat) = stat else { continue };
+            let kind = match stat.st_mode & nix::libc::S_IFMT {
+                nix::libc::S_IFDIR => EntryKind::Dir,
+                nix::libc::S_IFREG => EntryKind::File,
+                _ => EntryKind::Other,
+            };
+            entries.push(DirEntry {
+                name,
+                kind,
+                mode: stat.st_mode & 0o7777,
+            });
+        }
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(entries)
+    }
+
     fn open_key(&self, key: &SysctlKey, mode: OFlag) -> std::result::Result<OwnedFd, Errno> {
-        let rel = key.rel_path();
+        self.open_rel(&key.rel_path(), mode)
+    }
+
+    fn open_rel(&self, rel: &Path, mode: OFlag) -> std::result::Result<OwnedFd, Errno> {
         let how = OpenHow::new()
             .flags(mode | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
             .resolve(
@@ -108,12 +184,12 @@ impl SysctlTree {
                     | ResolveFlag::RESOLVE_NO_SYMLINKS
                     | ResolveFlag::RESOLVE_NO_MAGICLINKS,
             );
-        match openat2(&self.dir, &rel, how) {
+        match openat2(&self.dir, rel, how) {
             Err(Errno::ENOSYS) => {
                 // Kernels before 5.6: components are validated (no `..`), O_NOFOLLOW guards the leaf.
                 nix::fcntl::openat(
                     &self.dir,
-                    &rel,
+                    rel,
                     mode | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
                     Mode::empty(),
                 )
@@ -198,6 +274,21 @@ mod tests {
                 "{text}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn listing_reports_kinds_and_modes_without_following_symlinks() {
+        let (dir, tree) = fake_tree();
+        std::os::unix::fs::symlink("/etc", dir.path().join("net/etc")).unwrap();
+        let net = tree.list(&["net".to_owned()]).unwrap();
+        let kinds: Vec<(&str, EntryKind)> = net.iter().map(|e| (e.name.as_str(), e.kind)).collect();
+        assert_eq!(kinds, [("etc", EntryKind::Other), ("ipv4", EntryKind::Dir)]);
+        let ipv4 = tree.list(&["net".to_owned(), "ipv4".to_owned()]).unwrap();
+        assert_eq!(ipv4[0].name, "tcp_fin_timeout");
+        assert_eq!(ipv4[0].kind, EntryKind::File);
+        assert_ne!(ipv4[0].mode & 0o200, 0);
+        assert_eq!(tree.list(&[]).unwrap()[0].name, "net");
+        assert!(tree.list(&["net".to_owned(), "etc".to_owned()]).is_err());
     }
 
     #[test]

@@ -141,14 +141,7 @@ fn split(text: &str, allow_glob: bool) -> Result<Vec<String>> {
             "absolute paths are not keys; write it relative to /proc/sys",
         ));
     }
-    let slash_first = text
-        .find(['.', '/'])
-        .is_some_and(|i| text.as_bytes()[i] == b'/');
-    let components: Vec<String> = if slash_first {
-        text.split('/').map(str::to_owned).collect()
-    } else {
-        text.split('.').map(|c| c.replace('/', ".")).collect()
-    };
+    let components = split_separators(text);
     if components.len() < 2 {
         return Err(reject(
             text,
@@ -190,6 +183,19 @@ fn check_component(text: &str, component: &str, allow_glob: bool) -> Result<()> 
         ));
     }
     Ok(())
+}
+
+/// Splits a key into components by sysctl.d(5)'s first-separator rule: if the first separator
+/// is `/`, slashes separate and dots stay; if it is `.`, dots separate and `/` stands for a dot.
+pub(crate) fn split_separators(text: &str) -> Vec<String> {
+    let slash_first = text
+        .find(['.', '/'])
+        .is_some_and(|i| text.as_bytes()[i] == b'/');
+    if slash_first {
+        text.split('/').map(str::to_owned).collect()
+    } else {
+        text.split('.').map(|c| c.replace('/', ".")).collect()
+    }
 }
 
 /// Characters found in kernel sysctl names and Linux interface names we accept.

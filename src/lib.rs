@@ -12,21 +12,35 @@
 #![deny(missing_docs)]
 
 pub mod apply;
+pub mod boot;
 pub mod cli;
 pub mod commands;
+pub mod confirm;
 pub mod context;
+pub mod doctor;
+pub mod drift;
+pub mod emit;
 pub mod error;
+pub mod export;
 pub mod fault;
+pub mod glob;
+pub mod health;
+pub mod import;
+pub mod json_schema;
+pub mod k8s;
 pub mod kernel;
 pub mod key;
 pub mod netns;
 pub mod persist;
 pub mod plan;
+pub mod procnet;
 pub mod profile;
 pub mod render;
 pub mod rollback;
+pub mod rollout;
 pub mod rules;
 pub mod schema;
+pub mod section;
 pub mod store;
 pub mod validate;
 pub mod value;

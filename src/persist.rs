@@ -91,7 +91,10 @@ mod tests {
         write(&path, Some("a.b = 1\n")).unwrap();
         assert_eq!(read(&path).unwrap().as_deref(), Some("a.b = 1\n"));
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o644);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
         write(&path, None).unwrap();
         assert_eq!(read(&path).unwrap(), None);
 

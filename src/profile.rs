@@ -23,15 +23,19 @@ pub const MAX_PROFILE_BYTES: u64 = 1024 * 1024;
 /// The profile format version this build reads.
 pub const FORMAT_VERSION: i64 = 1;
 
-const TOP_LEVEL_FIELDS: &[&str] = &[
+/// The fields a profile may have at the top level.
+pub const TOP_LEVEL_FIELDS: &[&str] = &[
     "version",
     "name",
     "description",
     "extends",
     "context",
     "sysctls",
+    "health",
+    "rollout",
 ];
-const SETTING_FIELDS: &[&str] = &["value", "reason", "source", "optional"];
+/// The fields of a `sysctls` entry written as a mapping.
+pub const SETTING_FIELDS: &[&str] = &["value", "reason", "source", "optional"];
 
 /// The context facts a profile may declare, and their kinds.
 pub const CONTEXT_FACTS: &[(&str, FactKind, &str)] = &[
@@ -175,6 +179,10 @@ pub struct Profile {
     pub settings: BTreeMap<SysctlKey, Setting>,
     /// sha256 of every file's bytes in resolution order: stable across hosts and checkouts.
     pub fingerprint: String,
+    /// Health gates (`health:`), parents' first, later files replace gates on the same counter.
+    pub health: crate::health::HealthSpec,
+    /// Rollout stages (`rollout:`), the last file that has them wins.
+    pub rollout: Option<crate::rollout::RolloutSpec>,
     /// Every file read, in resolution order.
     #[serde(skip)]
     pub files: Vec<PathBuf>,
@@ -197,6 +205,8 @@ impl Profile {
             context: loader.context,
             settings: loader.settings,
             fingerprint: hex(&loader.hasher.finalize()),
+            health: loader.health,
+            rollout: loader.rollout,
             files: loader.files,
             texts: loader.texts,
         })
@@ -246,6 +256,8 @@ struct Loader {
     texts: BTreeMap<Arc<str>, Arc<str>>,
     context: BTreeMap<String, Fact>,
     settings: BTreeMap<SysctlKey, Setting>,
+    health: crate::health::HealthSpec,
+    rollout: Option<crate::rollout::RolloutSpec>,
     hasher: Sha256,
 }
 
@@ -261,7 +273,7 @@ impl Loader {
         if let Some(start) = self.stack.iter().position(|p| *p == canonical) {
             let mut chain = self.stack[start..].to_vec();
             chain.push(canonical);
-            return Err(Error::ExtendsCycle { chain });
+            return Err(Error::ExtendsCycle { at: from, chain });
         }
         let text: Arc<str> = read_bounded(path, &display, from)?.into();
         self.texts.insert(display.clone(), text.clone());
@@ -299,6 +311,10 @@ impl Loader {
                 "extends" => {}
                 "context" => self.context(value, file)?,
                 "sysctls" => self.sysctls(value, file)?,
+                "health" => self
+                    .health
+                    .merge(crate::health::HealthSpec::parse(value, file)?),
+                "rollout" => self.rollout = Some(crate::rollout::RolloutSpec::parse(value, file)?),
                 other => {
                     return Err(unknown_field(
                         at(key),
@@ -357,16 +373,25 @@ fn missing(path: &Path, from: Option<Location>, e: std::io::Error) -> Error {
             format!("cannot read parent profile {}: {e}", path.display()),
             None,
         ),
-        None => Error::io("read", path, e),
+        // An unreadable profile is invalid input (exit 3), like a malformed one.
+        None => profile_error(
+            Location {
+                file: path.display().to_string().into(),
+                line: 1,
+                col: 1,
+            },
+            format!("cannot read profile: {e}"),
+            None,
+        ),
     }
 }
 
 fn read_bounded(path: &Path, display: &Arc<str>, from: Option<Location>) -> Result<String> {
-    let file = std::fs::File::open(path).map_err(|e| missing(path, from, e))?;
+    let file = std::fs::File::open(path).map_err(|e| missing(path, from.clone(), e))?;
     let mut bytes = Vec::new();
     file.take(MAX_PROFILE_BYTES + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| Error::io("read", path, e))?;
+        .map_err(|e| missing(path, from.clone(), e))?;
     let start = Location {
         file: display.clone(),
         line: 1,
@@ -548,11 +573,27 @@ fn setting(key: SysctlKey, at: Location, node: &Node, file: &Arc<str>) -> Result
                 setting.value_at = Location::new(file, v.mark);
                 has_value = true;
             }
-            "reason" => setting.reason = Some(scalar_string(v, file, "reason")?),
-            "source" => setting.source = Some(scalar_string(v, file, "source")?),
+            "reason" => {
+                setting.reason =
+                    Some(scalar_string(v, file, "reason").map_err(|e| of_key(&setting.key, e))?)
+            }
+            "source" => {
+                setting.source =
+                    Some(scalar_string(v, file, "source").map_err(|e| of_key(&setting.key, e))?)
+            }
             "optional" => {
-                setting.optional =
-                    matches!(fact(v, FactKind::Bool, file, "optional")?, Fact::Bool(true))
+                setting.optional = match v.as_scalar() {
+                    Some("true") => true,
+                    Some("false") => false,
+                    _ => {
+                        let message = format!(
+                            "{}: `optional` must be true or false, not {}",
+                            setting.key,
+                            v.kind_name()
+                        );
+                        return Err(profile_error(Location::new(file, v.mark), message, None));
+                    }
+                }
             }
             other => {
                 return Err(unknown_field(
@@ -638,6 +679,18 @@ fn token(text: &str, plain: bool, node: &Node, at: &Location, key: &SysctlKey) -
         ));
     }
     Ok(text.to_owned())
+}
+
+/// Names the key in an error about one of its setting's fields.
+fn of_key(key: &SysctlKey, err: Error) -> Error {
+    match err {
+        Error::Profile { at, message, help } => Error::Profile {
+            at,
+            message: format!("{key}: {message}"),
+            help,
+        },
+        other => other,
+    }
 }
 
 fn profile_error(at: Location, message: String, help: Option<&str>) -> Error {

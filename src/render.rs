@@ -235,9 +235,11 @@ pub fn history(out: &mut dyn Write, entries: &[Entry]) -> io::Result<()> {
             .to_vec(),
     ];
     for e in entries {
-        let kind = match e.record.kind {
-            crate::store::RecordKind::Apply => "apply".to_owned(),
-            crate::store::RecordKind::Rollback => format!(
+        let kind = match (e.record.kind, e.record.restores.as_deref()) {
+            (crate::store::RecordKind::Apply, None) => "apply".to_owned(),
+            // The persisting record of `sysprof confirm` / a healthy `apply --watch`.
+            (crate::store::RecordKind::Apply, Some(r)) => format!("confirm {}", &r[..SHORT_ID]),
+            (crate::store::RecordKind::Rollback, _) => format!(
                 "rollback to before {}",
                 e.record
                     .restores
@@ -246,10 +248,15 @@ pub fn history(out: &mut dyn Write, entries: &[Entry]) -> io::Result<()> {
                     .unwrap_or("?")
             ),
         };
-        let state = match (e.record.kind, e.in_effect) {
-            (crate::store::RecordKind::Apply, true) => ("in effect", GREEN),
-            (crate::store::RecordKind::Apply, false) => ("rolled back", DIM),
-            _ => ("", Style::new()),
+        let confirmed_by = entries.iter().find(|o| {
+            o.record.kind == crate::store::RecordKind::Apply
+                && o.record.restores.as_deref() == Some(e.id.as_str())
+        });
+        let state = match (e.record.kind, e.in_effect, confirmed_by) {
+            (_, _, Some(by)) => (format!("confirmed by #{}", by.seq), DIM),
+            (crate::store::RecordKind::Apply, true, _) => ("in effect".to_owned(), GREEN),
+            (crate::store::RecordKind::Apply, false, _) => ("rolled back".to_owned(), DIM),
+            _ => (String::new(), Style::new()),
         };
         let profile = e
             .record
@@ -264,7 +271,7 @@ pub fn history(out: &mut dyn Write, entries: &[Entry]) -> io::Result<()> {
             plain(kind),
             plain(profile),
             plain(e.record.changes.len().to_string()),
-            (state.0.to_owned(), state.1),
+            state,
         ]);
     }
     table(out, &rows)

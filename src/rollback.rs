@@ -5,7 +5,8 @@
 //! effect; `--to ID` targets any entry (including a rollback, which undoes that rollback). For
 //! every key touched since the target, the value to restore is the `before` of the earliest
 //! record that touched it. A rollback is itself a record executed through `apply::execute`, so
-//! it is journaled and can be undone.
+//! it is journaled and can be undone. An apply whose `restores` names an earlier apply (the
+//! persisting record `sysprof confirm` writes) takes that apply's place on the stack.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -66,7 +67,12 @@ fn replay(entries: &[Entry]) -> Vec<u64> {
                 .as_deref()
                 .and_then(|id| seq_of.get(id)),
         ) {
-            (RecordKind::Apply, _) => stack.push(entry.seq),
+            (RecordKind::Apply, Some(confirmed)) => {
+                stack.retain(|seq| seq != confirmed);
+                before.insert(entry.seq, stack.clone());
+                stack.push(entry.seq)
+            }
+            (RecordKind::Apply, None) => stack.push(entry.seq),
             (RecordKind::Rollback, Some(target)) => {
                 stack = before.get(target).cloned().unwrap_or_default()
             }

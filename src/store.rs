@@ -14,7 +14,8 @@
 //! Every file is written to a temp file in the same directory, fsync'd, renamed, and the
 //! directory fsync'd, so a crash leaves either the old or the new file. The record and the
 //! journal are durable before the first kernel write; the journal goes only after the history
-//! names the record. This module stores and verifies; deciding what to undo is `rollback`'s job.
+//! names the record (its removal is not fsync'd: a journal whose record is in the history is
+//! completed by the next `recover`). This module stores and verifies; deciding what to undo is `rollback`'s job.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -100,7 +101,8 @@ pub struct Record {
     pub netns: Option<String>,
     /// The profile applied (apply records).
     pub profile: Option<ProfileRef>,
-    /// For rollbacks: the record whose prior state this restores.
+    /// For rollbacks: the record whose prior state this restores. For the persisting apply
+    /// that `sysprof confirm` writes: the unpersisted apply it confirms (and replaces).
     pub restores: Option<String>,
     /// Key changes in write order.
     pub changes: Vec<KeyChange>,
@@ -128,7 +130,7 @@ impl Record {
 pub enum Phase {
     /// Record durable; kernel writes may have started.
     Intent,
-    /// Every kernel write done and read back.
+    /// Every kernel write done and read back (recorded only when no persist step follows).
     Written,
     /// Persisted file renamed into place.
     Persisted,
@@ -161,6 +163,13 @@ struct HistoryFile {
 #[derive(Debug)]
 pub struct StoreLock {
     _lock: Flock<File>,
+}
+
+impl Drop for StoreLock {
+    /// Clears the pid before unlocking: the file names the holder only while it holds the lock.
+    fn drop(&mut self) {
+        let _ = self._lock.set_len(0);
+    }
 }
 
 /// The state directory.
@@ -217,9 +226,10 @@ impl Store {
             let file = open().map_err(|e| Error::io("open", &path, e))?;
             match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
                 Ok(mut lock) => {
+                    // No fsync: the pid only names the holder to a waiting process (the page
+                    // cache is coherent), and a crash releases the flock anyway.
                     lock.set_len(0)
                         .and_then(|_| writeln!(lock, "{}", std::process::id()))
-                        .and_then(|_| lock.sync_data())
                         .map_err(|e| Error::io("write", &path, e))?;
                     return Ok(StoreLock { _lock: lock });
                 }
@@ -367,7 +377,10 @@ impl Store {
                 seq
             }
         };
-        remove_durably(&self.dir, "journal.json")?;
+        // Not fsync'd: the history above is durable and names the record, and a journal that
+        // survives a power loss is completed by the next `recover` (its id is in the history),
+        // which also makes the removal durable with the next journal write.
+        remove(&self.dir.join("journal.json"))?;
         Ok(seq)
     }
 
@@ -439,6 +452,17 @@ pub fn read_nofollow(path: &Path) -> Result<Option<Vec<u8>>> {
                 None,
             ));
         }
+        Err(e) if e.raw_os_error() == Some(nix::libc::ENOTDIR) => {
+            let dir = path.parent().unwrap_or(path);
+            return Err(Error::state(
+                format!(
+                    "{} is not a plain directory (reading {})",
+                    dir.display(),
+                    path.display()
+                ),
+                Some("remove it or pick another --state-dir"),
+            ));
+        }
         Err(e) => return Err(Error::io("read", path, e)),
     };
     let mut bytes = Vec::new();
@@ -468,6 +492,14 @@ pub fn write_atomic_mode(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> Res
         .map_err(|e| Error::io("rename into", &target, e.error))?;
     crate::fault::point("after-rename", name);
     sync_dir(dir)
+}
+
+/// Removes `path` if present, without fsyncing its directory.
+fn remove(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io("remove", path, e)),
+        _ => Ok(()),
+    }
 }
 
 /// Removes `name` from `dir` (if present) and fsyncs the directory.

@@ -134,7 +134,8 @@ pub fn parse_port_list(token: &str) -> Option<Vec<(u32, u32)>> {
     let mut merged: Vec<(u32, u32)> = Vec::with_capacity(ranges.len());
     for (low, high) in ranges {
         match merged.last_mut() {
-            Some(last) if low <= last.1 + 1 => last.1 = last.1.max(high),
+            // Saturating: a range ending at u32::MAX absorbs everything after it.
+            Some(last) if low <= last.1.saturating_add(1) => last.1 = last.1.max(high),
             _ => merged.push((low, high)),
         }
     }

@@ -5,17 +5,23 @@ use std::path::Path;
 use super::{Io, checked_profile, io_err};
 use crate::apply::{self, Outcome};
 use crate::cli::Global;
+use crate::cli::rollout::SafeApply;
 use crate::error::{Result, exit};
 use crate::render;
 use crate::store::SHORT_ID;
 
 /// Applies a profile (or shows what it would do with `--dry-run`).
-pub fn run(g: &Global, path: &Path, dry_run: bool, io: &mut Io) -> Result<i32> {
-    let ctx = g.context()?;
+pub fn run(g: &Global, path: &Path, dry_run: bool, safe: &SafeApply, io: &mut Io) -> Result<i32> {
+    let mut ctx = g.context()?;
     let (profile, _) = checked_profile(g, &ctx.schema, &ctx.target, path, io)?;
+    let boot_overrides = super::boot_check::check(g, &profile, io)?;
+    // --stage, --watch, --confirm-within, and the refusal while a change awaits confirmation.
+    if let Some(code) = super::canary::before_apply(g, &mut ctx, &profile, dry_run, safe, io)? {
+        return Ok(code);
+    }
     let (plan, outcome) = apply::apply(&ctx, &profile, dry_run)?;
     if io.json() {
-        io.emit(&serde_json::json!({ "ok": true, "profile": profile.name, "plan": plan, "result": outcome }))?;
+        io.emit(&serde_json::json!({ "ok": true, "profile": profile.name, "plan": plan, "result": outcome, "boot_overrides": boot_overrides }))?;
         return Ok(exit::OK);
     }
     match &outcome {

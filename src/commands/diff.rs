@@ -13,8 +13,9 @@ pub fn run(g: &Global, path: &Path, exit_code: bool, io: &mut Io) -> Result<i32>
     let ctx = g.context()?;
     let (profile, _) = checked_profile(g, &ctx.schema, &ctx.target, path, io)?;
     let plan = Plan::build(&profile, &ctx.tree);
+    let boot_overrides = super::boot_check::check(g, &profile, io)?;
     if io.json() {
-        io.emit(&serde_json::json!({ "ok": true, "in_sync": plan.in_sync(), "plan": plan }))?;
+        io.emit(&serde_json::json!({ "ok": true, "in_sync": plan.in_sync(), "plan": plan, "boot_overrides": boot_overrides }))?;
     } else {
         render::plan(&mut io.out, &plan).map_err(io_err)?;
     }

@@ -55,11 +55,35 @@ fn emit(io: &mut Io, value: serde_json::Value) -> Result<i32> {
     let serde_json::Value::Object(map) = value else {
         return Ok(exit::OK);
     };
-    for (field, v) in map.iter().filter(|(_, v)| {
-        !v.is_null() && *v != &serde_json::json!([]) && *v != &serde_json::json!({})
-    }) {
+    // What an operator looks for first, then everything else alphabetically.
+    const FIRST: &[&str] = &[
+        "key",
+        "id",
+        "current",
+        "default_on_target",
+        "caveat",
+        "message",
+    ];
+    let rank = |field: &str| {
+        FIRST
+            .iter()
+            .position(|f| *f == field)
+            .unwrap_or(FIRST.len())
+    };
+    let mut fields: Vec<(&String, &serde_json::Value)> = map
+        .iter()
+        .filter(|(_, v)| {
+            !v.is_null() && *v != &serde_json::json!([]) && *v != &serde_json::json!({})
+        })
+        .collect();
+    fields.sort_by_key(|(field, _)| rank(field));
+    for (field, v) in fields {
         let text = match v {
             serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Array(items) if items.iter().all(|i| i.is_string()) => {
+                let items: Vec<&str> = items.iter().filter_map(|i| i.as_str()).collect();
+                items.join("; ")
+            }
             other => other.to_string(),
         };
         writeln!(io.out, "{field:>18}: {text}").map_err(io_err)?;

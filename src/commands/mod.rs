@@ -15,11 +15,20 @@ use crate::schema::Schema;
 use crate::validate::{self, Report, Target};
 
 mod apply;
+mod boot_check;
+mod canary;
+mod confirm;
 mod diff;
+mod docs;
+mod doctor;
 mod explain;
+mod health;
 mod history;
+mod import;
+mod k8s;
 mod recover;
 mod rollback;
+mod rollout;
 mod status;
 mod validate_cmd;
 
@@ -85,13 +94,57 @@ fn dispatch(cli: &Cli, io: &mut Io) -> Result<i32> {
     match &cli.command {
         Command::Validate { profiles } => validate_cmd::run(g, profiles, io),
         Command::Diff { profile, exit_code } => diff::run(g, profile, *exit_code, io),
-        Command::Apply { profile, dry_run } => apply::run(g, profile, *dry_run, io),
+        Command::Apply {
+            profile,
+            dry_run,
+            safe,
+        } => apply::run(g, profile, *dry_run, safe, io),
         Command::History => history::run(g, io),
         Command::Show { id } => history::show(g, id, io),
         Command::Rollback { to, dry_run } => rollback::run(g, to.as_deref(), *dry_run, io),
         Command::Status => status::run(g, io),
         Command::Recover => recover::run(g, io),
         Command::Explain { name } => explain::run(g, name, io),
+        Command::Import {
+            files,
+            system,
+            name,
+            output,
+        } => import::run(g, files, *system, name, output.as_deref(), io),
+        Command::Export {
+            prefix,
+            non_default,
+            name,
+            output,
+        } => import::export(
+            g,
+            prefix.as_deref(),
+            *non_default,
+            name,
+            output.as_deref(),
+            io,
+        ),
+        Command::Doctor {
+            proc_net,
+            conntrack_full,
+            port_use,
+            close_wait,
+            fin_wait2,
+            min_count,
+        } => {
+            let thresholds = crate::doctor::Thresholds {
+                conntrack_full_pct: *conntrack_full,
+                port_use_pct: *port_use,
+                close_wait: *close_wait,
+                fin_wait2: *fin_wait2,
+                min_count: *min_count,
+            };
+            doctor::run(g, proc_net, &thresholds, io)
+        }
+        Command::Completions { shell } => docs::completions(*shell, io),
+        Command::Man { dir } => docs::man(dir.as_deref(), io),
+        Command::Schema { json_schema } => docs::schema(g, *json_schema, io),
+        Command::Rollout(command) => rollout::dispatch(g, command, io),
     }
 }
 

@@ -1,12 +1,11 @@
-//! `sysprof status`: unfinished change, lock holder, last change, drift of the last apply.
+//! `sysprof status`: unfinished change, lock holder, last change, and drift: keys another
+//! writer changed since sysprof last set them.
 
 use super::{Io, io_err};
 use crate::cli::Global;
 use crate::error::{Result, exit};
-use crate::key::SysctlKey;
 use crate::rollback;
 use crate::store::SHORT_ID;
-use crate::value::Value;
 
 /// Reports the store's state without taking the lock.
 pub fn run(g: &Global, io: &mut Io) -> Result<i32> {
@@ -18,25 +17,14 @@ pub fn run(g: &Global, io: &mut Io) -> Result<i32> {
         .filter(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
     let entries = rollback::entries(&ctx)?;
     let last = entries.last();
-    let drift: Vec<serde_json::Value> = match last {
-        Some(e) => e
-            .record
-            .changes
-            .iter()
-            .filter_map(|c| {
-                let key = SysctlKey::parse(&c.key).ok()?;
-                let now = ctx.tree.read(&key).ok().map(|v| v.to_string());
-                let same = now
-                    .as_ref()
-                    .is_some_and(|n| Value::from_text(n).same_as(&Value::from_text(&c.after)));
-                (!same)
-                    .then(|| serde_json::json!({ "key": c.key, "expected": c.after, "now": now }))
-            })
-            .collect(),
-        None => Vec::new(),
-    };
+    // Every key sysprof ever wrote, at the value it last wrote (not just the last change).
+    let drift: Vec<serde_json::Value> = crate::drift::detect(&ctx.tree, &entries)
+        .into_iter()
+        .map(|d| serde_json::to_value(d).expect("drift serialises"))
+        .collect();
+    let (pending, pending_line) = super::confirm::pending_status(&ctx)?;
     if io.json() {
-        io.emit(&serde_json::json!({ "ok": true, "state_dir": ctx.store.dir(), "unfinished": journal, "lock_holder": holder, "last": last, "drift": drift }))?;
+        io.emit(&serde_json::json!({ "ok": true, "state_dir": ctx.store.dir(), "unfinished": journal, "lock_holder": holder, "last": last, "drift": drift, "pending": pending }))?;
         return Ok(exit::OK);
     }
     let mut lines = vec![format!("state dir: {}", ctx.store.dir().display())];
@@ -44,6 +32,7 @@ pub fn run(g: &Global, io: &mut Io) -> Result<i32> {
         Some(j) => format!("UNFINISHED change {} (phase {:?}): the next mutating command, or `sysprof recover`, will finish or undo it", &j.id[..SHORT_ID], j.phase),
         None => "no unfinished change".into(),
     });
+    lines.extend(pending_line);
     if let Some(pid) = holder {
         lines.push(format!(
             "pid {pid} holds the lock (a change may be in progress)"
@@ -62,10 +51,11 @@ pub fn run(g: &Global, io: &mut Io) -> Result<i32> {
     });
     for d in &drift {
         lines.push(format!(
-            "drift: {} is {} (last change set {})",
+            "drift: {} is {} (sysprof set {} in #{}); another writer changed it",
             d["key"].as_str().unwrap_or(""),
             d["now"].as_str().unwrap_or("unreadable"),
-            d["expected"].as_str().unwrap_or("")
+            d["expected"].as_str().unwrap_or(""),
+            d["set_by"]
         ));
     }
     for line in lines {

@@ -1,0 +1,180 @@
+//! The GitOps and Kubernetes examples, run or checked for real: the CI script validates every
+//! shipped profile for the fleet and publishes JSON plans (and fails on a broken profile); the
+//! pod example holds exactly what `k8s pod-sysctls` renders; the DaemonSet is what its comments
+//! claim and its embedded node profile validates.
+
+mod common;
+
+use std::process::Command;
+
+use common::{Sandbox, bin, repo};
+use serde::Deserialize;
+use sysprof::error::exit;
+
+fn run_gitops(profiles: &std::path::Path, out: &std::path::Path) -> std::process::Output {
+    Command::new(repo().join("examples/gitops/validate-fleet.sh"))
+        .arg(profiles)
+        .arg(out)
+        .env("SYSPROF", bin())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_gitops_job_validates_the_fleet_and_publishes_plans() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let run = run_gitops(&repo().join("profiles"), &out);
+    let log =
+        String::from_utf8_lossy(&run.stdout).into_owned() + &String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{log}");
+    assert!(
+        log.contains("validate: kernel 5.4, Kubernetes 1.29"),
+        "{log}"
+    );
+    let plan: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("plan-lvs-dr-backend.json")).unwrap(),
+    )
+    .unwrap();
+    let stages: Vec<&str> = plan["plan"]["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(stages, ["canary", "early", "fleet"]);
+    assert_eq!(
+        plan["plan"]["hosts"].as_array().unwrap().len(),
+        10,
+        "hosts.txt lists 10 hosts"
+    );
+    let validated: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("validate-kernel6.6-k8s1.30.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(validated["ok"], true);
+    assert!(out.join("pod-sysctls-k8s-pod-k8s1.29.json").exists());
+    assert!(
+        !out.join("plan-k8s-pod.json").exists(),
+        "the pod profile has no rollout section"
+    );
+
+    // A profile that is wrong for part of the fleet fails the job, naming the place.
+    let broken = dir.path().join("profiles");
+    std::fs::create_dir_all(&broken).unwrap();
+    for entry in std::fs::read_dir(repo().join("profiles")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, broken.join(path.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(
+        broken.join("old-nat.yaml"),
+        "version: 1\nsysctls:\n  net.ipv4.tcp_tw_recycle: 1\n",
+    )
+    .unwrap();
+    let run = run_gitops(&broken, &dir.path().join("out2"));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(stderr.contains("old-nat.yaml:3:3"), "{stderr}");
+}
+
+#[derive(Deserialize)]
+struct Doc(serde_json::Value);
+
+fn yaml_docs(path: &str) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(repo().join(path)).unwrap();
+    serde_norway::Deserializer::from_str(&text)
+        .map(|d| Doc::deserialize(d).unwrap().0)
+        .collect()
+}
+
+#[test]
+fn the_pod_example_holds_what_pod_sysctls_renders() {
+    let profile = repo().join("profiles/k8s-pod.yaml");
+    let sb = Sandbox::fake(&[]);
+    let rendered = sb
+        .run(&[
+            "k8s",
+            "pod-sysctls",
+            profile.to_str().unwrap(),
+            "--k8s",
+            "1.29",
+            "--format",
+            "json",
+        ])
+        .expect(0)
+        .json();
+    let pod = &yaml_docs("examples/kubernetes/pod-sysctls.yaml")[0];
+    assert_eq!(
+        pod["spec"]["securityContext"]["sysctls"], rendered["sysctls"],
+        "regenerate the example"
+    );
+    assert_eq!(rendered["allowedUnsafeSysctls"], serde_json::json!([]));
+
+    let older = sb
+        .run(&[
+            "k8s",
+            "pod-sysctls",
+            profile.to_str().unwrap(),
+            "--k8s",
+            "1.28",
+        ])
+        .expect(0)
+        .stdout;
+    let docs: Vec<serde_json::Value> = serde_norway::Deserializer::from_str(&older)
+        .map(|d| Doc::deserialize(d).unwrap().0)
+        .collect();
+    assert_eq!(docs[1]["kind"], "KubeletConfiguration");
+    let unsafe_keys = docs[1]["allowedUnsafeSysctls"].as_array().unwrap();
+    assert!(
+        unsafe_keys.contains(&"net.ipv4.tcp_keepalive_time".into()),
+        "{older}"
+    );
+    assert!(
+        !unsafe_keys.contains(&"net.ipv4.ip_local_port_range".into()),
+        "safe since 1.4"
+    );
+    assert_eq!(
+        docs[0]["securityContext"]["sysctls"][0]["value"],
+        "10240 65535"
+    );
+
+    let node_keys = sb.file(
+        "node.yaml",
+        "sysctls:\n  vm.swappiness: 10\n  net.ipv4.tcp_fin_timeout: 30\n",
+    );
+    let run = sb
+        .run(&["k8s", "pod-sysctls", node_keys.to_str().unwrap()])
+        .expect(exit::INVALID_INPUT);
+    assert!(
+        run.stderr.contains("error[pod-not-namespaced]") && run.stderr.contains("vm.swappiness"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stdout.is_empty(),
+        "nothing rendered for a refused profile"
+    );
+}
+
+#[test]
+fn the_daemonset_is_privileged_on_the_host_network_and_watches_canary_nodes() {
+    let docs = yaml_docs("examples/kubernetes/node-daemonset.yaml");
+    let ds = docs.iter().find(|d| d["kind"] == "DaemonSet").unwrap();
+    let spec = &ds["spec"]["template"]["spec"];
+    assert_eq!(spec["hostNetwork"], true);
+    assert_eq!(spec["nodeSelector"]["sysprof.io/stage"], "canary");
+    let container = &spec["containers"][0];
+    assert_eq!(container["securityContext"]["privileged"], true);
+    let script = container["args"][0].as_str().unwrap();
+    assert!(
+        script.contains("apply /etc/sysprof/profiles/node.yaml") && script.contains("--watch"),
+        "{script}"
+    );
+    assert!(container["readinessProbe"].is_object());
+
+    let config = docs.iter().find(|d| d["kind"] == "ConfigMap").unwrap();
+    let sb = Sandbox::fake(&[]);
+    let node = sb.file("node.yaml", config["data"]["node.yaml"].as_str().unwrap());
+    sb.run(&["validate", "--kernel", "6.1", node.to_str().unwrap()])
+        .expect(0);
+}
