@@ -1,14 +1,13 @@
 #!/usr/bin/env python3
 """Summarises a bench/run result directory: medians, ratios side by side, PASS/MISS per target.
 
-Input (written by bench/run): hyperfine JSON exports `<group>.<round>.json` whose command names
-are measurement ids, `rss.tsv` (id, peak RSS in KiB, one line per sample), `meta.tsv` (key, value)
-and `skips.txt` (one line per peer or measurement that could not run).
+Input (written by bench/run): `<group>.tsv` from bench/alternate.c (measurement id, seconds, peak
+RSS in KiB; one line per run), `meta.tsv` (key, value) and `skips.txt` (one line per peer or
+measurement that could not run).
 Usage: report.py RESULT_DIR   (exit 0 always; the verdicts are in the text)
 """
 
 import glob
-import json
 import os
 import statistics
 import sys
@@ -37,16 +36,14 @@ LABELS = {
 
 def load(directory):
     times = {}  # (group, id) -> [seconds]
-    for path in sorted(glob.glob(os.path.join(directory, "*.json"))):
-        group = os.path.basename(path).split(".")[0]
-        with open(path) as f:
-            for result in json.load(f)["results"]:
-                times.setdefault((group, result["command"]), []).extend(result["times"])
-    rss = {}
-    rss_path = os.path.join(directory, "rss.tsv")
-    if os.path.exists(rss_path):
-        for line in open(rss_path):
-            ident, kib = line.split()
+    rss = {}  # id -> [KiB], every run of every group
+    for path in sorted(glob.glob(os.path.join(directory, "*.tsv"))):
+        group = os.path.basename(path)[: -len(".tsv")]
+        if group == "meta":
+            continue
+        for line in open(path):
+            ident, seconds, kib = line.split("\t")
+            times.setdefault((group, ident), []).append(float(seconds))
             rss.setdefault(ident, []).append(int(kib))
     meta = {}
     meta_path = os.path.join(directory, "meta.tsv")
@@ -97,8 +94,8 @@ def main():
         f"(write+fsync+rename+fsync dir, per fsync) ~ {meta.get('fsync_ms', '?')} ms"
     )
     print(
-        f"  every group ran {meta.get('rounds', '?')} rounds, command order reversed every other "
-        "round; figures are medians over all runs of all rounds"
+        f"  runs per command: {meta.get('runs', '?')}, interleaved run by run with the other commands "
+        "of its group (bench/alternate.c); figures are medians"
     )
     print()
 
@@ -196,7 +193,7 @@ def main():
     )
 
     print()
-    print("peak RSS (ru_maxrss of the measured process tree, median of one sample per round)")
+    print("peak RSS (wait4 ru_maxrss of the measured process tree, median over its runs)")
     worst = None
     for ident in LABELS:
         if ident in rss:

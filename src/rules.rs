@@ -329,10 +329,10 @@ fn port_range(view: &View, out: &mut Vec<Finding>) {
             .fact_text("nodeport_range")
             .unwrap_or("30000-32767");
         if let Some(&(nl, nh)) = parse_port_list(nodeport).as_deref().and_then(|r| r.first()) {
-            if i128::from(nl) <= high
-                && i128::from(nh) >= low
-                && !(nl..=nh).all(|p| is_reserved(i128::from(p)))
-            {
+            // Only the overlap with the ephemeral range matters; it is at most 65535 ports long
+            // however wide a (possibly hostile) nodeport_range is.
+            let overlap = i128::from(nl).max(low)..=i128::from(nh).min(high);
+            if !overlap.is_empty() && !overlap.clone().all(is_reserved) {
                 exposed.push(format!("the NodePort range {nl}-{nh}"));
             }
         }
