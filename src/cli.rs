@@ -301,7 +301,7 @@ impl Global {
             target: self.target(),
             lock_timeout: Duration::from_secs(self.lock_timeout),
             netns: self.netns.clone(),
-            identity: Identity::current(),
+            identity: Identity::current,
             now: std::time::SystemTime::now,
         })
     }

@@ -64,8 +64,8 @@ pub struct Context {
     pub lock_timeout: Duration,
     /// The network namespace entered, if any.
     pub netns: Option<String>,
-    /// Who and where.
-    pub identity: Identity,
+    /// Who and where, asked only when a record is made (a user lookup reads /etc/passwd).
+    pub identity: fn() -> Identity,
     /// The clock (tests may fix it).
     pub now: fn() -> SystemTime,
 }
@@ -81,14 +81,15 @@ impl Context {
         changes: Vec<KeyChange>,
         persist: Option<PersistChange>,
     ) -> Record {
+        let identity = (self.identity)();
         Record {
             format: RECORD_FORMAT,
             seq,
             kind,
             time: humantime::format_rfc3339_seconds((self.now)()).to_string(),
-            user: self.identity.user.clone(),
-            host: self.identity.host.clone(),
-            kernel: self.identity.kernel.clone(),
+            user: identity.user,
+            host: identity.host,
+            kernel: identity.kernel,
             netns: self.netns.clone(),
             profile,
             restores,

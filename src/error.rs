@@ -4,7 +4,6 @@
 //! Messages are lowercase phrases; `help` lines are rendered by the CLI. This module must not
 //! print anything.
 
-use std::fmt;
 use std::io;
 
 use nix::libc;
@@ -311,14 +310,5 @@ impl Error {
             Self::ExtendsCycle { .. } => Some("remove one of the `extends` entries".into()),
             _ => None,
         }
-    }
-}
-
-/// A displayable list of strings, for joining names in messages.
-pub struct Listed<'a>(pub &'a [String]);
-
-impl fmt::Display for Listed<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0.join(", "))
     }
 }

@@ -237,14 +237,18 @@ impl Store {
                     std::thread::sleep(Duration::from_millis(20))
                 }
                 Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
-                    let holder = fs::read_to_string(&path)
-                        .ok()
-                        .and_then(|t| t.trim().parse().ok());
+                    let holder = self.lock_holder();
                     return Err(Error::Locked { path, holder });
                 }
                 Err((_, errno)) => return Err(Error::io("lock", &path, errno.into())),
             }
         }
+    }
+
+    /// The pid written by the process holding the lock, if any (the file is emptied on release).
+    pub fn lock_holder(&self) -> Option<u32> {
+        let text = fs::read_to_string(self.dir.join("lock")).ok()?;
+        text.trim().parse().ok()
     }
 
     /// Committed history, oldest first.

@@ -26,6 +26,19 @@ pub struct Target {
     pub child_netns: bool,
 }
 
+impl Target {
+    /// This target for a profile: `--k8s` wins, else the profile's `context.k8s_version`.
+    pub fn for_profile(&self, profile: &Profile) -> Target {
+        let mut target = self.clone();
+        target.k8s = target.k8s.or_else(|| {
+            profile
+                .fact_text("k8s_version")
+                .and_then(|v| v.parse().ok())
+        });
+        target
+    }
+}
+
 /// One problem or remark about a profile.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Finding {

@@ -16,13 +16,8 @@ use crate::schema::Severity;
 pub fn pod_sysctls(g: &Global, path: &Path, io: &mut Io) -> Result<i32> {
     let schema = g.load_schema()?;
     let profile = Profile::load(path)?;
-    let mut target = g.target();
+    let mut target = g.target().for_profile(&profile);
     target.child_netns = true;
-    target.k8s = target.k8s.or_else(|| {
-        profile
-            .fact_text("k8s_version")
-            .and_then(|v| v.parse().ok())
-    });
     let (pod, report) = k8s::pod_sysctls(&profile, &schema, &target);
     if !io.json() {
         let mut shown = report.clone();

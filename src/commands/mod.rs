@@ -8,7 +8,7 @@ use anstream::AutoStream;
 use serde::Serialize;
 
 use crate::cli::{Cli, ColorWhen, Command, Format, Global};
-use crate::error::{Error, Result, exit};
+use crate::error::{Error, Result};
 use crate::profile::Profile;
 use crate::render;
 use crate::schema::Schema;
@@ -158,12 +158,7 @@ pub fn checked_profile(
     io: &mut Io,
 ) -> Result<(Profile, Report)> {
     let profile = Profile::load(path)?;
-    let mut target = target.clone();
-    target.k8s = target.k8s.or_else(|| {
-        profile
-            .fact_text("k8s_version")
-            .and_then(|v| v.parse().ok())
-    });
+    let target = target.for_profile(&profile);
     let report = validate::validate(&profile, schema, &target);
     if !io.json() {
         let shown = crate::validate::Report {
@@ -190,6 +185,3 @@ pub fn checked_profile(
     }
     Ok((profile, report))
 }
-
-/// The exit code for success.
-pub const OK: i32 = exit::OK;

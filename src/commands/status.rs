@@ -11,9 +11,9 @@ use crate::store::SHORT_ID;
 pub fn run(g: &Global, io: &mut Io) -> Result<i32> {
     let ctx = g.context()?;
     let journal = ctx.store.journal()?;
-    let holder = std::fs::read_to_string(ctx.store.dir().join("lock"))
-        .ok()
-        .and_then(|t| t.trim().parse::<u32>().ok())
+    let holder = ctx
+        .store
+        .lock_holder()
         .filter(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
     let entries = rollback::entries(&ctx)?;
     let last = entries.last();

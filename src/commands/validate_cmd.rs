@@ -27,12 +27,7 @@ pub fn run(g: &Global, paths: &[PathBuf], io: &mut Io) -> Result<i32> {
                 continue;
             }
         };
-        let mut target = target.clone();
-        target.k8s = target.k8s.or_else(|| {
-            profile
-                .fact_text("k8s_version")
-                .and_then(|v| v.parse().ok())
-        });
+        let target = target.for_profile(&profile);
         let report = validate::validate(&profile, &schema, &target);
         let blocked = report.blocks(g.deny_warnings);
         if blocked {
