@@ -30,6 +30,7 @@ LABELS = {
     "apply.ansible-rerun": "ansible sysctl, re-run",
     "validate.sysprof": "sysprof validate profiles/*.yaml",
     "start.true": "/bin/true",
+    "start.rust": "hello world in Rust (static)",
     "start.sysprof": "sysprof --version",
 }
 
@@ -87,7 +88,8 @@ def main():
     print(f"sysprof bench: {meta.get('when', '?')}")
     print(
         f"  kernel {meta.get('kernel', '?')}, {meta.get('cpus', '?')} CPUs, load average at start "
-        f"{meta.get('load', '?')}; sysprof {meta.get('sysprof', '?')}"
+        f"{meta.get('load', '?')}; {meta.get('sysprof', '?')} ({meta.get('binary_mib', '?')} MiB, "
+        f"{meta.get('linking', '?')})"
     )
     print(
         f"  state and persisted files on {meta.get('fs', '?')}; one fsync there "
@@ -185,6 +187,7 @@ def main():
     print("validate every shipped profile; process start-up")
     v = row("validate", "validate.sysprof")
     row("start", "start.true")
+    row("start", "start.rust", "start.true")
     row("start", "start.sysprof", "start.true")
     target(
         "validate every shipped profile < 5 ms",
@@ -213,8 +216,9 @@ def main():
         n, cost = int(meta["apply_fsyncs"]), float(meta.get("fsync_ms", "nan"))
         print()
         print(
-            f"apply bound: {n} fsync(2) per apply (strace: record, journal, persisted file, history; "
-            f"file and directory) x {cost:.2f} ms per fsync on this disk = {n * cost:.1f} ms"
+            f"apply bound: {n} fsync(2)/fdatasync(2) per apply (strace: record, journal, persisted file: "
+            f"file and directory; history: the appended line) x {cost:.2f} ms per fsync on this disk "
+            f"= {n * cost:.1f} ms"
         )
         disk, tmpfs = med("apply", "apply.sysprof"), med("apply-tmpfs", "apply.sysprof-tmpfs")
         floor = med("apply", "apply.sysctl")
@@ -237,17 +241,25 @@ def main():
                     parts.append(f"{name} {r:.1f}x ({goal}: {'met' if ok(r) else 'not met'})")
             print("  without the disk flushes, apply vs " + "; ".join(parts))
     start, true, diff = med("start", "start.sysprof"), med("start", "start.true"), med("diff", "diff.sysprof")
-    mindiff = med("diff", "diff.mindiff")
+    rust, mindiff = med("start", "start.rust"), med("diff", "diff.mindiff")
     if start and true and diff and mindiff:
+        rust_note = f"a static Rust hello world {fmt(rust)}, so " if rust else ""
         print(
-            f"start-up bound: `sysprof --version` takes {fmt(start)} ({fmt(start - true)} more than /bin/true: "
-            f"exec of a {meta.get('binary_mib', '?')} MiB binary, clap); that is {start / diff:.0%} of diff's "
-            f"{fmt(diff)}, and 1.5x mindiff is {fmt(1.5 * mindiff)}"
+            f"start-up bound: `sysprof --version` takes {fmt(start)}, {fmt(start - true)} more than /bin/true "
+            f"({rust_note}the rest is clap building its command tree and the page faults of a "
+            f"{meta.get('binary_mib', '?')} MiB binary); that is {start / diff:.0%} of diff's {fmt(diff)}, "
+            f"and {start / mindiff:.2f}x mindiff on its own (target for all of diff: 1.5x = {fmt(1.5 * mindiff)})"
+        )
+    read, version, minread = med("read", "read.sysprof"), start, med("read", "read.minread")
+    if read and version and minread and true:
+        print(
+            f"full-read bound: export {fmt(read)} = start-up ({fmt(version)}) + {fmt(read - version)} for the keys; "
+            f"minread {fmt(minread)} = start-up (/bin/true {fmt(true)}) + {fmt(minread - true)}"
         )
     if "start.sysprof" in rss:
         print(
             f"RSS bound: `sysprof --version` alone peaks at {statistics.median(rss['start.sysprof']) / 1024:.2f} MiB "
-            f"(/bin/true {statistics.median(rss.get('start.true', [0])) / 1024:.2f} MiB: libc and ld.so pages)"
+            f"(/bin/true {statistics.median(rss.get('start.true', [0])) / 1024:.2f} MiB: its libc and ld.so pages)"
         )
     for key in ("syscalls", "syscalls_per_key"):
         if meta.get(key):

@@ -4,7 +4,8 @@
 //! recovery alike: the record and journal are durable before the first kernel write; each key is
 //! written and read back; any failure undoes the keys already written in reverse order (and keeps
 //! undoing past an undo that fails, reporting it); the persisted file is replaced last; the
-//! history names the record before the journal goes. [`apply`] turns a validated profile into
+//! history names the record before the journal goes. The journal is written once, as `Intent`:
+//! a crash before the history commit is undone by recovery, one after it is complete. [`apply`] turns a validated profile into
 //! such a record.
 
 use std::path::Path;
@@ -18,7 +19,7 @@ use crate::persist;
 use crate::plan::{Plan, Status};
 use crate::profile::Profile;
 use crate::rollback;
-use crate::store::{KeyChange, PersistChange, Phase, ProfileRef, Record, RecordKind, StoreLock};
+use crate::store::{KeyChange, PersistChange, ProfileRef, Record, RecordKind, StoreLock};
 use crate::value::Value;
 
 /// What `apply` did.
@@ -124,17 +125,14 @@ pub fn execute(ctx: &Context, lock: &StoreLock, record: &Record) -> Result<(Stri
             return Err(abort(ctx, lock, &id, txn, None, cause));
         }
     }
-    // `Written` marks a change without a persist step as finished; with one, recovery treats
-    // `Written` like `Intent` (only `Persisted` finishes it), so the journal write is skipped.
-    if record.persist.is_none() {
-        ctx.store.set_phase(&id, Phase::Written)?;
-    }
     if let Some(p) = &record.persist {
         if let Err(cause) = persist::write(Path::new(&p.path), p.after.as_deref()) {
             return Err(abort(ctx, lock, &id, txn, Some(p), cause));
         }
-        ctx.store.set_phase(&id, Phase::Persisted)?;
     }
+    // No journal write between here and the commit (two fsyncs each): until the history names
+    // the record, the journal says `Intent`, and recovery undoes the change, so a crash anywhere
+    // in between leaves the old state; after it, the new one.
     let seq = ctx.store.commit(lock, &id)?;
     Ok((id, seq))
 }

@@ -27,11 +27,10 @@ pub struct Identity {
 impl Identity {
     /// Reads the running process's identity.
     pub fn current() -> Self {
-        let uid = nix::unistd::getuid();
-        let name = nix::unistd::User::from_uid(uid)
+        let uid = nix::unistd::getuid().as_raw();
+        let name = std::fs::read_to_string("/etc/passwd")
             .ok()
-            .flatten()
-            .map(|u| u.name)
+            .and_then(|passwd| user_name(&passwd, uid))
             .unwrap_or_default();
         let host = nix::unistd::gethostname()
             .ok()
@@ -46,6 +45,18 @@ impl Identity {
             kernel,
         }
     }
+}
+
+/// The name of `uid` in passwd(5) text. Read directly rather than through NSS (`getpwuid`): the
+/// release binary is linked statically (see scripts/build-static), where NSS would need glibc's
+/// shared modules at run time; a user known only to a directory service shows as its uid alone.
+fn user_name(passwd: &str, uid: u32) -> Option<String> {
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let id = fields.nth(1)?;
+        (id.parse() == Ok(uid)).then(|| name.to_owned())
+    })
 }
 
 /// Everything the core needs from outside.
@@ -96,5 +107,18 @@ impl Context {
             changes,
             persist,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::user_name;
+
+    #[test]
+    fn user_names_come_from_the_third_passwd_field() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\n#comment\nbroken\nops:x:1000:1000::/home/ops:/bin/sh\n";
+        assert_eq!(user_name(passwd, 0).as_deref(), Some("root"));
+        assert_eq!(user_name(passwd, 1000).as_deref(), Some("ops"));
+        assert_eq!(user_name(passwd, 1), None);
     }
 }

@@ -68,14 +68,18 @@ pub fn profile(header: &Header, items: &[Item]) -> String {
 }
 
 fn write_item(out: &mut String, item: &Item) {
-    let key = item.key.to_string();
-    let value = yaml_value(&item.value);
+    // Written straight into `out` (an export writes every key of the host).
+    out.push_str("  ");
+    write_key(out, &item.key);
     if item.source.is_none() && item.reason.is_none() && !item.optional {
-        writeln!(out, "  {}: {value}", yaml_key(&key)).ok();
+        out.push_str(": ");
+        write_value(out, &item.value);
+        out.push('\n');
         return;
     }
-    writeln!(out, "  {}:", yaml_key(&key)).ok();
-    writeln!(out, "    value: {value}").ok();
+    out.push_str(":\n    value: ");
+    write_value(out, &item.value);
+    out.push('\n');
     if let Some(reason) = &item.reason {
         writeln!(out, "    reason: {}", quote(reason)).ok();
     }
@@ -83,30 +87,43 @@ fn write_item(out: &mut String, item: &Item) {
         writeln!(out, "    source: {}", quote(source)).ok();
     }
     if item.optional {
-        writeln!(out, "    optional: true").ok();
+        out.push_str("    optional: true\n");
     }
 }
 
-fn yaml_key(key: &str) -> String {
-    let plain = key
+/// The key in canonical dotted form, quoted unless it is plain.
+fn write_key(out: &mut String, key: &SysctlKey) {
+    let start = out.len();
+    write!(out, "{key}").ok();
+    let plain = out[start..]
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'));
-    if plain { key.to_owned() } else { quote(key) }
+    if !plain {
+        let quoted = quote(&out[start..]);
+        out.truncate(start);
+        out.push_str(&quoted);
+    }
 }
 
 /// A value as YAML: a plain integer, a quoted string, or a flow list of those.
-pub fn yaml_value(value: &Value) -> String {
-    let token = |t: &String| match parse_decimal(t) {
-        Some(_) => t.clone(),
-        None => quote(t),
+fn write_value(out: &mut String, value: &Value) {
+    let token = |out: &mut String, t: &str| match parse_decimal(t) {
+        Some(_) => out.push_str(t),
+        None => out.push_str(&quote(t)),
     };
     match value.tokens() {
-        [] => "\"\"".into(),
-        [one] => token(one),
-        many => format!(
-            "[{}]",
-            many.iter().map(token).collect::<Vec<_>>().join(", ")
-        ),
+        [] => out.push_str("\"\""),
+        [one] => token(out, one),
+        many => {
+            out.push('[');
+            for (i, t) in many.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                token(out, t);
+            }
+            out.push(']');
+        }
     }
 }
 

@@ -6,7 +6,7 @@
 
 use crate::emit::{Item, representable};
 use crate::error::{Error, Result};
-use crate::kernel::{EntryKind, SysctlTree};
+use crate::kernel::{EntryKind, Found, SysctlTree};
 use crate::key::SysctlKey;
 use crate::schema::{Schema, Version};
 
@@ -40,37 +40,38 @@ pub struct Export {
 /// Walks `tree` and collects what `filter` asks for.
 pub fn export(tree: &SysctlTree, schema: &Schema, filter: &Filter) -> Result<Export> {
     let mut out = Export::default();
-    let mut keys = Vec::new();
-    match filter.prefix.split_last() {
-        None => walk(tree, &mut Vec::new(), &mut keys, &mut out)?,
-        Some((leaf, parent)) => {
-            let found = tree
-                .list(parent)
-                .ok()
-                .and_then(|entries| entries.into_iter().find(|e| &e.name == leaf));
-            match found {
-                Some(e) if e.kind == EntryKind::File => {
-                    let key = SysctlKey::parse(&filter.prefix.join("/"))?;
-                    keys.push((key, e.mode & 0o222 != 0))
-                }
-                Some(e) if e.kind == EntryKind::Dir => {
-                    walk(tree, &mut filter.prefix.clone(), &mut keys, &mut out)?
-                }
-                _ => {
-                    return Err(Error::Key {
-                        key: filter.prefix.join("."),
-                        reason: "no such key or directory in this tree".into(),
-                    });
-                }
-            }
+    let Some((leaf, parent)) = filter.prefix.split_last() else {
+        tree.walk(&[], &mut |path, found| {
+            take(schema, filter, path, found, &mut out)
+        })?;
+        return Ok(out);
+    };
+    let found = tree
+        .list(parent)
+        .ok()
+        .and_then(|entries| entries.into_iter().find(|e| &e.name == leaf));
+    match found {
+        Some(e) if e.kind == EntryKind::File => {
+            let key = SysctlKey::parse(&filter.prefix.join("/"))?;
+            let found = match tree.read_text(&key) {
+                _ if e.mode & 0o222 == 0 => Found::ReadOnly,
+                Ok(text) => Found::Text(text),
+                Err(Error::Kernel { fault, .. }) => Found::Unreadable(fault),
+                Err(e) => return Err(e),
+            };
+            take(schema, filter, key.components(), found, &mut out);
         }
-    }
-    for (key, writable) in keys {
-        if !writable {
-            out.read_only += 1;
-            continue;
+        Some(e) if e.kind == EntryKind::Dir => {
+            tree.walk(&filter.prefix, &mut |path, found| {
+                take(schema, filter, path, found, &mut out)
+            })?;
         }
-        take(tree, schema, filter, key, &mut out);
+        _ => {
+            return Err(Error::Key {
+                key: filter.prefix.join("."),
+                reason: "no such key or directory in this tree".into(),
+            });
+        }
     }
     Ok(out)
 }
@@ -92,31 +93,15 @@ pub fn prefix(text: &str) -> Result<Vec<String>> {
     Ok(components[..components.len() - 1].to_vec())
 }
 
-fn walk(
-    tree: &SysctlTree,
-    dir: &mut Vec<String>,
-    keys: &mut Vec<(SysctlKey, bool)>,
-    out: &mut Export,
-) -> Result<()> {
-    for entry in tree.list(dir)? {
-        dir.push(entry.name.clone());
-        match entry.kind {
-            EntryKind::Dir => walk(tree, dir, keys, out)?,
-            EntryKind::File => match SysctlKey::parse(&dir.join("/")) {
-                Ok(key) => keys.push((key, entry.mode & 0o222 != 0)),
-                Err(_) => out.unrepresentable.push(dir.join("/")),
-            },
-            EntryKind::Other => {}
-        }
-        dir.pop();
-    }
-    Ok(())
-}
-
-fn take(tree: &SysctlTree, schema: &Schema, filter: &Filter, key: SysctlKey, out: &mut Export) {
-    let text = match tree.read_text(&key) {
-        Ok(text) => text,
-        Err(_) => return out.unreadable.push(key.to_string()),
+/// Sorts one walked file into the export or one of the left-out counts.
+fn take(schema: &Schema, filter: &Filter, path: &[String], found: Found, out: &mut Export) {
+    let Ok(key) = SysctlKey::from_components(path.to_vec()) else {
+        return out.unrepresentable.push(path.join("/"));
+    };
+    let text = match found {
+        Found::Text(text) => text,
+        Found::ReadOnly => return out.read_only += 1,
+        Found::Unreadable(_) => return out.unreadable.push(key.to_string()),
     };
     let value = crate::value::Value::from_text(&text);
     if text.trim_end_matches('\n').contains('\n') || !representable(&value) {

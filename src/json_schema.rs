@@ -75,8 +75,8 @@ fn context() -> Json {
 fn sysctls(schema: &Schema) -> Json {
     let mut known = Map::new();
     let mut patterns = Map::new();
-    for spec in &schema.keys {
-        let Ok(pattern) = KeyPattern::parse(&spec.key) else {
+    for spec in schema.keys {
+        let Ok(pattern) = KeyPattern::parse(spec.key) else {
             continue;
         };
         let entry = json!({
@@ -84,7 +84,7 @@ fn sysctls(schema: &Schema) -> Json {
             "allOf": [{"$ref": "#/definitions/setting"}]
         });
         if pattern.is_literal() {
-            known.insert(spec.key.clone(), entry);
+            known.insert(spec.key.to_owned(), entry);
         } else {
             // `net.ipv4.conf.*.rp_filter` → one dotted component per `*` (editors show the
             // description for `net.ipv4.conf.eth0.rp_filter`).
@@ -109,13 +109,12 @@ fn sysctls(schema: &Schema) -> Json {
 
 /// The hover text of a key: its caveat, unit and default.
 fn describe(spec: &crate::schema::KeySpec) -> String {
-    let mut text = spec.caveat.clone();
-    if let Some(unit) = &spec.unit {
+    let mut text = spec.caveat.to_owned();
+    if let Some(unit) = spec.unit {
         text.push_str(&format!(" Unit: {unit}."));
     }
     if let Some(default) = &spec.default {
-        let default = crate::schema::yaml_to_value(default);
-        text.push_str(&format!(" Kernel default: {default}."));
+        text.push_str(&format!(" Kernel default: {}.", default.to_value()));
     }
     text
 }

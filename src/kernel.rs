@@ -9,11 +9,11 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{OFlag, OpenHow, ResolveFlag, open, openat2};
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag, open, openat, openat2};
 use nix::sys::stat::Mode;
 
 use crate::error::{Error, KernelFault, Result};
@@ -91,26 +91,7 @@ impl SysctlTree {
     pub fn read_text(&self, key: &SysctlKey) -> Result<String> {
         let fault = |e: Errno| kernel_error("read", key, KernelFault::from_io(&e.into()), None);
         let fd = self.open_key(key, OFlag::O_RDONLY).map_err(fault)?;
-        let mut file = File::from(fd);
-        // Small reads: the kernel allocates and zeroes a buffer of the size asked for. A short
-        // read is the end: a sysctl handler returns the whole value (or a full buffer) per read,
-        // and a regular file in a fake tree reads short only at its end. This saves the read
-        // that would return 0, one syscall per key.
-        let mut buf = [0u8; 512];
-        let mut text = Vec::new();
-        loop {
-            match file.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) if n < buf.len() => {
-                    text.extend_from_slice(&buf[..n]);
-                    break;
-                }
-                Ok(n) => text.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(kernel_error("read", key, KernelFault::from_io(&e), None)),
-            }
-        }
-        Ok(String::from_utf8_lossy(&text).into_owned())
+        read_fd(fd).map_err(|e| kernel_error("read", key, KernelFault::from_io(&e), None))
     }
 
     /// Writes a value in one `write(2)`.
@@ -131,45 +112,88 @@ impl SysctlTree {
     /// Lists the directory `dir` (components under the root; empty = the root), sorted by name.
     /// Symlinks and other odd entries are reported as [`EntryKind::Other`], never followed.
     pub fn list(&self, dir: &[String]) -> Result<Vec<DirEntry>> {
-        let rel: PathBuf = if dir.is_empty() {
-            PathBuf::from(".")
-        } else {
-            dir.iter().collect()
-        };
+        let rel = rel_dir(dir);
         let failed = |e: Errno| Error::io("list", self.root.join(&rel), std::io::Error::from(e));
         let fd = self
             .open_rel(&rel, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
             .map_err(failed)?;
-        let stat_fd = fd
-            .try_clone()
-            .map_err(|e| Error::io("list", self.root.join(&rel), e))?;
-        let mut handle = nix::dir::Dir::from_fd(fd).map_err(failed)?;
+        let (handle, names) = nix::dir::Dir::from_fd(fd).and_then(names).map_err(failed)?;
         let mut entries = Vec::new();
-        for entry in handle.iter() {
-            let entry = entry.map_err(failed)?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name == "." || name == ".." {
-                continue;
-            }
+        for (name, _) in names {
             let stat = nix::sys::stat::fstatat(
-                &stat_fd,
-                entry.file_name(),
+                handle.as_fd(),
+                name.as_str(),
                 nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
             );
             let Ok(stat) = stat else { continue };
-            let kind = match stat.st_mode & nix::libc::S_IFMT {
-                nix::libc::S_IFDIR => EntryKind::Dir,
-                nix::libc::S_IFREG => EntryKind::File,
-                _ => EntryKind::Other,
-            };
             entries.push(DirEntry {
                 name,
-                kind,
+                kind: kind_of_mode(stat.st_mode),
                 mode: stat.st_mode & 0o7777,
             });
         }
-        entries.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(entries)
+    }
+
+    /// Reads every sysctl file under the directory `dir` (components; empty = the root),
+    /// depth-first in name order, calling `visit` with each file's components and what was found.
+    ///
+    /// This is the all-keys path (`export`), shaped like the cheapest reader there is: each
+    /// directory is opened once and its entries are opened relative to it by name (a name from
+    /// the directory itself, with `O_NOFOLLOW`, so nothing can lead outside the tree), kinds come
+    /// from the directory listing (`d_type`) instead of a stat per entry, and permission bits from
+    /// `fstat` of the already open file. Files without write permission are not read (a profile
+    /// cannot set them). A subdirectory that vanishes mid-walk is skipped.
+    pub fn walk(&self, dir: &[String], visit: &mut dyn FnMut(&[String], Found)) -> Result<()> {
+        let rel = rel_dir(dir);
+        let fd = self
+            .open_rel(&rel, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
+            .map_err(|e| Error::io("list", self.root.join(&rel), std::io::Error::from(e)))?;
+        let mut path = dir.to_vec();
+        self.walk_dir(fd, &mut path, visit)
+    }
+
+    fn walk_dir(
+        &self,
+        fd: OwnedFd,
+        path: &mut Vec<String>,
+        visit: &mut dyn FnMut(&[String], Found),
+    ) -> Result<()> {
+        let failed = |e: Errno| {
+            let rel: PathBuf = path.iter().collect();
+            Error::io("list", self.root.join(rel), std::io::Error::from(e))
+        };
+        let (handle, entries) = nix::dir::Dir::from_fd(fd).and_then(names).map_err(failed)?;
+        for (name, kind) in entries {
+            let kind = match kind {
+                Some(kind) => kind,
+                None => nix::sys::stat::fstatat(
+                    handle.as_fd(),
+                    name.as_str(),
+                    nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+                )
+                .map_or(EntryKind::Other, |st| kind_of_mode(st.st_mode)),
+            };
+            path.push(name);
+            let name = path.last().map(String::as_str).unwrap_or_default();
+            match kind {
+                EntryKind::Dir => {
+                    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW;
+                    if let Ok(sub) = openat(
+                        handle.as_fd(),
+                        name,
+                        flags | OFlag::O_CLOEXEC,
+                        Mode::empty(),
+                    ) {
+                        self.walk_dir(sub, path, visit)?;
+                    }
+                }
+                EntryKind::File => visit(path, read_entry(handle.as_fd(), name)),
+                EntryKind::Other => {}
+            }
+            path.pop();
+        }
+        Ok(())
     }
 
     fn open_key(&self, key: &SysctlKey, mode: OFlag) -> std::result::Result<OwnedFd, Errno> {
@@ -187,7 +211,7 @@ impl SysctlTree {
         match openat2(&self.dir, rel, how) {
             Err(Errno::ENOSYS) => {
                 // Kernels before 5.6: components are validated (no `..`), O_NOFOLLOW guards the leaf.
-                nix::fcntl::openat(
+                openat(
                     &self.dir,
                     rel,
                     mode | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
@@ -197,6 +221,108 @@ impl SysctlTree {
             other => other,
         }
     }
+}
+
+/// What [`SysctlTree::walk`] found in one sysctl file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    /// The file's text (the file has write permission).
+    Text(String),
+    /// No write permission bits: left unread.
+    ReadOnly,
+    /// Opening or reading failed (write-only, refused).
+    Unreadable(KernelFault),
+}
+
+/// The relative path of a directory given as components (`.` for the root).
+fn rel_dir(dir: &[String]) -> PathBuf {
+    if dir.is_empty() {
+        PathBuf::from(".")
+    } else {
+        dir.iter().collect()
+    }
+}
+
+/// Entry names of a directory with their kind when the listing tells it (`d_type`; `None` for
+/// file systems that report `DT_UNKNOWN`).
+type Names = Vec<(String, Option<EntryKind>)>;
+
+/// The entries of a directory, sorted by name, without `.` and `..`; the handle is given back
+/// for opening them relative to it.
+fn names(mut dir: nix::dir::Dir) -> nix::Result<(nix::dir::Dir, Names)> {
+    use nix::dir::Type;
+    let mut entries = Vec::new();
+    for entry in dir.iter() {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy();
+        if name == "." || name == ".." {
+            continue;
+        }
+        let kind = entry.file_type().map(|t| match t {
+            Type::Directory => EntryKind::Dir,
+            Type::File => EntryKind::File,
+            _ => EntryKind::Other,
+        });
+        entries.push((name.into_owned(), kind));
+    }
+    entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    Ok((dir, entries))
+}
+
+fn kind_of_mode(mode: nix::libc::mode_t) -> EntryKind {
+    match mode & nix::libc::S_IFMT {
+        nix::libc::S_IFDIR => EntryKind::Dir,
+        nix::libc::S_IFREG => EntryKind::File,
+        _ => EntryKind::Other,
+    }
+}
+
+/// Opens `name` in `dir` (never following a symlink), checks its write bits on the open file
+/// and reads it when it has any.
+fn read_entry(dir: BorrowedFd<'_>, name: &str) -> Found {
+    // O_NONBLOCK: a FIFO swapped in after the listing must not hang the walk.
+    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+    let fd = match openat(dir, name, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(e) => return Found::Unreadable(KernelFault::from_io(&e.into())),
+    };
+    match nix::sys::stat::fstat(&fd) {
+        Ok(st) if st.st_mode & nix::libc::S_IFMT != nix::libc::S_IFREG => {
+            Found::Unreadable(KernelFault::Escapes)
+        }
+        Ok(st) if st.st_mode & 0o222 == 0 => Found::ReadOnly,
+        Ok(_) => match read_fd(fd) {
+            Ok(text) => Found::Text(text),
+            Err(e) => Found::Unreadable(KernelFault::from_io(&e)),
+        },
+        Err(e) => Found::Unreadable(KernelFault::from_io(&e.into())),
+    }
+}
+
+/// Reads an open sysctl file to its end, in small reads: the kernel allocates and zeroes a
+/// buffer of the size asked for. A short read is the end: a sysctl handler returns the whole
+/// value (or a full buffer) per read, and a regular file in a fake tree reads short only at its
+/// end. This saves the read that would return 0, one syscall per key.
+fn read_fd(fd: OwnedFd) -> std::io::Result<String> {
+    let mut file = File::from(fd);
+    let mut buf = [0u8; 512];
+    let mut text = Vec::new();
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) if n < buf.len() => {
+                text.extend_from_slice(&buf[..n]);
+                break;
+            }
+            Ok(n) => text.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(match String::from_utf8(text) {
+        Ok(text) => text,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    })
 }
 
 fn kernel_error(

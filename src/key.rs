@@ -12,6 +12,10 @@ use std::path::PathBuf;
 
 use crate::error::{Error, Result};
 
+mod chars;
+
+pub(crate) use chars::{is_key_char, split_separators};
+
 /// Longest key accepted, in bytes (the kernel's own names are far shorter).
 const MAX_KEY_LEN: usize = 256;
 /// Longest component accepted (interface names are at most 15 bytes).
@@ -27,6 +31,28 @@ impl SysctlKey {
     /// Parses a key in dotted or slashed form.
     pub fn parse(text: &str) -> Result<Self> {
         let components = split(text, false)?;
+        Ok(Self { components })
+    }
+
+    /// A key from path components already split (a directory walk), checked like a parsed key.
+    pub fn from_components(components: Vec<String>) -> Result<Self> {
+        let text = || components.join("/");
+        let total: usize = components.iter().map(|c| c.len() + 1).sum();
+        if total > MAX_KEY_LEN + 1 {
+            return Err(reject(&text(), format!("longer than {MAX_KEY_LEN} bytes")));
+        }
+        if components.len() < 2 {
+            return Err(reject(
+                &text(),
+                "a sysctl key has at least two components (e.g. vm.swappiness)",
+            ));
+        }
+        for component in &components {
+            // The message needs the whole key; build it only for a component that fails.
+            if check_component("", component, false).is_err() {
+                check_component(&text(), component, false)?;
+            }
+        }
         Ok(Self { components })
     }
 
@@ -100,7 +126,11 @@ fn write_dotted(f: &mut fmt::Formatter<'_>, components: &[String]) -> fmt::Resul
         if i > 0 {
             f.write_str(".")?;
         }
-        f.write_str(&c.replace('.', "/"))?;
+        // A dot inside a component (`eth0.100`) is written as `/`; most components have none.
+        match c.contains('.') {
+            true => f.write_str(&c.replace('.', "/"))?,
+            false => f.write_str(c)?,
+        }
     }
     Ok(())
 }
@@ -183,24 +213,6 @@ fn check_component(text: &str, component: &str, allow_glob: bool) -> Result<()> 
         ));
     }
     Ok(())
-}
-
-/// Splits a key into components by sysctl.d(5)'s first-separator rule: if the first separator
-/// is `/`, slashes separate and dots stay; if it is `.`, dots separate and `/` stands for a dot.
-pub(crate) fn split_separators(text: &str) -> Vec<String> {
-    let slash_first = text
-        .find(['.', '/'])
-        .is_some_and(|i| text.as_bytes()[i] == b'/');
-    if slash_first {
-        text.split('/').map(str::to_owned).collect()
-    } else {
-        text.split('.').map(|c| c.replace('/', ".")).collect()
-    }
-}
-
-/// Characters found in kernel sysctl names and Linux interface names we accept.
-fn is_key_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '@' | '+' | ':')
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! result. It does not know which keys exist or what values are sane: that is `schema` and
 //! `validate`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -191,12 +191,32 @@ pub struct Profile {
     pub texts: BTreeMap<Arc<str>, Arc<str>>,
 }
 
+/// Files already read and parsed in this process, by canonical path: profiles loaded together
+/// (`validate profiles/*.yaml`) share their parents, which are then read and parsed once.
+#[derive(Default)]
+pub struct ParseCache {
+    files: HashMap<PathBuf, Parsed>,
+}
+
+/// A file's text and its top-level mapping.
+type Parsed = (Arc<str>, Arc<[(Node, Node)]>);
+
 impl Profile {
     /// Loads a profile and every profile it extends.
     pub fn load(path: &Path) -> Result<Self> {
-        let mut loader = Loader::default();
+        Self::load_with(path, &mut ParseCache::default())
+    }
+
+    /// [`Profile::load`], reusing (and adding to) the files parsed by earlier loads.
+    pub fn load_with(path: &Path, cache: &mut ParseCache) -> Result<Self> {
+        let mut loader = Loader {
+            cache: std::mem::take(cache),
+            ..Loader::default()
+        };
         let display: Arc<str> = path.display().to_string().into();
-        let root = loader.resolve(path, display, None)?;
+        let root = loader.resolve(path, display, None);
+        *cache = std::mem::take(&mut loader.cache);
+        let root = root?;
         let name = root.name.clone().unwrap_or_else(|| stem(path));
         Ok(Self {
             name,
@@ -259,6 +279,7 @@ struct Loader {
     health: crate::health::HealthSpec,
     rollout: Option<crate::rollout::RolloutSpec>,
     hasher: Sha256,
+    cache: ParseCache,
 }
 
 impl Loader {
@@ -275,9 +296,17 @@ impl Loader {
             chain.push(canonical);
             return Err(Error::ExtendsCycle { at: from, chain });
         }
-        let text: Arc<str> = read_bounded(path, &display, from)?.into();
+        let (text, root) = match self.cache.files.get(&canonical) {
+            Some((text, root)) => (text.clone(), root.clone()),
+            None => {
+                let text: Arc<str> = read_bounded(path, &display, from)?.into();
+                let root: Arc<[(Node, Node)]> = parse_root(&text, &display)?.into();
+                let parsed = (text.clone(), root.clone());
+                self.cache.files.insert(canonical.clone(), parsed);
+                (text, root)
+            }
+        };
         self.texts.insert(display.clone(), text.clone());
-        let root = parse_root(&text, &display)?;
         self.stack.push(canonical);
         let doc = self.document(&root, path, &display)?;
         self.stack.pop();
@@ -776,6 +805,35 @@ mod tests {
             err.contains("c.yaml:2:11") && err.contains("nope.yaml"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn profiles_loaded_together_parse_a_shared_parent_once() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "base.yaml",
+            "sysctls:\n  net.core.somaxconn: 4096\n",
+        );
+        let child = "extends: base.yaml\nsysctls:\n  net.ipv4.tcp_fin_timeout: 30\n";
+        let a = write(dir.path(), "a.yaml", child);
+        let b = write(dir.path(), "b.yaml", child);
+        let mut cache = ParseCache::default();
+        let (shared_a, shared_b) = (
+            Profile::load_with(&a, &mut cache).unwrap(),
+            Profile::load_with(&b, &mut cache).unwrap(),
+        );
+        assert_eq!(cache.files.len(), 3, "base.yaml once, each child once");
+        for (shared, alone) in [(shared_a, Profile::load(&a)), (shared_b, Profile::load(&b))] {
+            let alone = alone.unwrap();
+            assert_eq!(
+                format!("{:?}", shared.settings),
+                format!("{:?}", alone.settings)
+            );
+            assert_eq!(shared.fingerprint, alone.fingerprint);
+            assert_eq!(shared.files, alone.files);
+            assert_eq!(shared.texts, alone.texts);
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use crate::key::SysctlKey;
 use crate::profile::{Fact, Profile};
-use crate::schema::{Condition, DataRule, Op, Schema, Severity};
+use crate::schema::{Condition, DataRule, Op, Scalar, Schema, Severity};
 use crate::validate::{Finding, FindingBuilder, Target};
 use crate::value::{Value, parse_port_list};
 
@@ -164,7 +164,7 @@ pub fn evaluate(profile: &Profile, schema: &Schema, target: &Target, out: &mut V
         schema,
         target,
     };
-    for rule in &schema.rules {
+    for rule in schema.rules {
         if rule.when.iter().all(|c| view.holds(c)) {
             out.push(view.data_finding(rule));
         }
@@ -245,31 +245,30 @@ impl View<'_> {
         }
     }
 
-    fn context_is(&self, name: &str, expected: &serde_norway::Value) -> bool {
-        use serde_norway::Value as Y;
+    fn context_is(&self, name: &str, expected: &Scalar) -> bool {
         match (self.profile.context.get(name), expected) {
-            (None, Y::Bool(b)) => !b,
-            (Some(Fact::Bool(a)), Y::Bool(b)) => a == b,
-            (Some(Fact::Text(a)), Y::String(b)) => a == b,
+            (None, Scalar::Bool(b)) => !b,
+            (Some(Fact::Bool(a)), Scalar::Bool(b)) => a == b,
+            (Some(Fact::Text(a)), Scalar::Str(b)) => a == b,
             _ => false,
         }
     }
 
     fn data_finding(&self, rule: &DataRule) -> Finding {
         let shown = self
-            .effective(&rule.key)
+            .effective(rule.key)
             .map(|v| v.to_string())
             .unwrap_or_default();
         let fill = |text: &str| {
             text.replace("{value}", &shown)
                 .replace("{kernel}", &self.target.kernel.to_string())
         };
-        self.builder(&rule.key).finding(
+        self.builder(rule.key).finding(
             rule.severity,
-            &rule.id,
-            fill(&rule.message),
-            Some(fill(&rule.help)),
-            &rule.sources,
+            rule.id,
+            fill(rule.message),
+            Some(fill(rule.help)),
+            rule.sources,
         )
     }
 }

@@ -7,15 +7,19 @@
 //! records/<sha256>.json one per change: old and new value of every key, persisted-file
 //!                       before/after, profile, time, user, kernel. Named by the sha256 of its
 //!                       bytes and verified on every read.
-//! history.json          the ordered list of committed record ids
+//! history.jsonl         the committed record ids, one JSON line each, oldest first
 //! journal.json          present only while a change is in flight: record id + phase
 //! ```
 //!
-//! Every file is written to a temp file in the same directory, fsync'd, renamed, and the
-//! directory fsync'd, so a crash leaves either the old or the new file. The record and the
-//! journal are durable before the first kernel write; the journal goes only after the history
-//! names the record (its removal is not fsync'd: a journal whose record is in the history is
-//! completed by the next `recover`). This module stores and verifies; deciding what to undo is `rollback`'s job.
+//! Records and the journal are written to a temp file in the same directory, fsync'd, renamed,
+//! and the directory fsync'd, so a crash leaves either the old or the new file. The history is
+//! append-only: a commit writes one line and `fdatasync`s it (one flush, whatever the history's
+//! length); a last line without its newline is an append a crash cut short, never committed, so
+//! it is ignored and overwritten by the next commit. The record and the journal are durable
+//! before the first kernel write; the journal goes only after the history names the record (its
+//! removal is not fsync'd: a journal whose record is in the history is completed by the next
+//! `recover`). A `history.json` of earlier builds is read, and replaced by `history.jsonl` at the
+//! next commit. This module stores and verifies; deciding what to undo is `rollback`'s job.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -128,11 +132,12 @@ impl Record {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
-    /// Record durable; kernel writes may have started.
+    /// Record durable; kernel writes may have started. The only phase this build writes.
     Intent,
-    /// Every kernel write done and read back (recorded only when no persist step follows).
+    /// Every kernel write done and read back, no persist step to follow (written by earlier
+    /// builds; recovery still completes such a journal).
     Written,
-    /// Persisted file renamed into place.
+    /// Persisted file renamed into place (older builds; recovery still completes it).
     Persisted,
 }
 
@@ -154,9 +159,34 @@ pub struct HistoryEntry {
     pub id: String,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct HistoryFile {
+/// The history file.
+const HISTORY: &str = "history.jsonl";
+/// The whole-file history of earlier builds.
+const LEGACY_HISTORY: &str = "history.json";
+
+#[derive(Debug, Default, Deserialize)]
+struct LegacyHistory {
     entries: Vec<HistoryEntry>,
+}
+
+/// One history line, newline-terminated.
+fn history_line(entry: &HistoryEntry) -> Vec<u8> {
+    let mut line = serde_json::to_vec(entry).expect("history entries serialise");
+    line.push(b'\n');
+    line
+}
+
+/// The entries of complete lines and the length of those lines; a last line without its
+/// newline (an append cut short) is left out.
+fn parse_history(bytes: &[u8]) -> std::result::Result<(Vec<HistoryEntry>, usize), String> {
+    let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let entries = bytes[..complete]
+        .split(|&b| b == b'\n')
+        .enumerate()
+        .filter(|(_, line)| !line.is_empty())
+        .map(|(i, line)| serde_json::from_slice(line).map_err(|e| format!("line {}: {e}", i + 1)))
+        .collect::<std::result::Result<_, _>>()?;
+    Ok((entries, complete))
 }
 
 /// Proof that the caller holds the state lock; released on drop.
@@ -253,10 +283,34 @@ impl Store {
 
     /// Committed history, oldest first.
     pub fn history(&self) -> Result<Vec<HistoryEntry>> {
-        let path = self.dir.join("history.json");
+        Ok(self.read_history()?.0)
+    }
+
+    /// The history and the length of its file up to the last complete line (`None` when the
+    /// entries come from a legacy `history.json`, or there is no history yet).
+    fn read_history(&self) -> Result<(Vec<HistoryEntry>, Option<u64>)> {
+        let path = self.dir.join(HISTORY);
+        let corrupt = |e: String| {
+            Error::state(
+                format!("history {} is corrupt: {e}", path.display()),
+                Some("restore it from backup; records/ still holds every snapshot"),
+            )
+        };
+        match read_nofollow(&path)? {
+            Some(bytes) => {
+                let (entries, complete) = parse_history(&bytes).map_err(corrupt)?;
+                Ok((entries, Some(complete as u64)))
+            }
+            None => Ok((self.legacy_history()?, None)),
+        }
+    }
+
+    /// The whole-file history of earlier builds, if there is one.
+    fn legacy_history(&self) -> Result<Vec<HistoryEntry>> {
+        let path = self.dir.join(LEGACY_HISTORY);
         match read_nofollow(&path)? {
             None => Ok(Vec::new()),
-            Some(bytes) => serde_json::from_slice::<HistoryFile>(&bytes)
+            Some(bytes) => serde_json::from_slice::<LegacyHistory>(&bytes)
                 .map(|h| h.entries)
                 .map_err(|e| {
                     Error::state(
@@ -362,23 +416,19 @@ impl Store {
 
     /// Appends the record to the history, then drops the journal.
     pub fn commit(&self, _lock: &StoreLock, id: &str) -> Result<u64> {
-        let mut history = HistoryFile {
-            entries: self.history()?,
-        };
-        let seq = match history.entries.last() {
+        let (entries, complete) = self.read_history()?;
+        let seq = match entries.last() {
             Some(last) if last.id == id => last.seq,
             last => {
-                let seq = last.map_or(1, |e| e.seq + 1);
-                history.entries.push(HistoryEntry {
-                    seq,
+                let entry = HistoryEntry {
+                    seq: last.map_or(1, |e| e.seq + 1),
                     id: id.to_owned(),
-                });
-                write_atomic(
-                    &self.dir,
-                    "history.json",
-                    &serde_json::to_vec_pretty(&history).expect("history serialises"),
-                )?;
-                seq
+                };
+                match complete {
+                    Some(len) => self.append_history(len, &entry)?,
+                    None => self.start_history(&entries, &entry)?,
+                }
+                entry.seq
             }
         };
         // Not fsync'd: the history above is durable and names the record, and a journal that
@@ -386,6 +436,47 @@ impl Store {
         // which also makes the removal durable with the next journal write.
         remove(&self.dir.join("journal.json"))?;
         Ok(seq)
+    }
+
+    /// Writes `entry` as the line after the first `len` bytes (dropping a cut-short last line)
+    /// and flushes it: one `fdatasync`, no rename, no directory flush.
+    fn append_history(&self, len: u64, entry: &HistoryEntry) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        let path = self.dir.join(HISTORY);
+        let file = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc_nofollow())
+            .open(&path)
+            .map_err(|e| Error::io("open", &path, e))?;
+        let line = history_line(entry);
+        // Crash tests stop between two halves to leave a torn line; one write otherwise.
+        let split = match cfg!(feature = "fault-injection") {
+            true => line.len() / 2,
+            false => line.len(),
+        };
+        let (head, tail) = line.split_at(split);
+        crate::fault::point("before-append", HISTORY);
+        file.set_len(len)
+            .and_then(|()| file.write_all_at(head, len))
+            .map_err(|e| Error::io("append to", &path, e))?;
+        crate::fault::point("mid-append", HISTORY);
+        file.write_all_at(tail, len + head.len() as u64)
+            .and_then(|()| file.sync_data())
+            .map_err(|e| Error::io("append to", &path, e))?;
+        crate::fault::point("after-append", HISTORY);
+        Ok(())
+    }
+
+    /// Creates `history.jsonl` with the legacy entries (if any) and `entry`, then removes the
+    /// legacy file. Between the two, both exist and the new one is read.
+    fn start_history(&self, legacy: &[HistoryEntry], entry: &HistoryEntry) -> Result<()> {
+        let text: Vec<u8> = legacy
+            .iter()
+            .chain(std::iter::once(entry))
+            .flat_map(history_line)
+            .collect();
+        write_atomic(&self.dir, HISTORY, &text)?;
+        remove_durably(&self.dir, LEGACY_HISTORY)
     }
 
     /// Drops an in-flight change that was fully undone, with its record.
@@ -546,6 +637,70 @@ mod tests {
             }],
             persist: None,
         }
+    }
+
+    #[test]
+    fn history_appends_lines_and_ignores_a_torn_last_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path().join("state"));
+        let lock = store.lock(Duration::from_secs(1)).unwrap();
+        let ids: Vec<String> = (1..=2)
+            .map(|seq| store.begin(&lock, &record(seq)).unwrap())
+            .collect();
+        assert_eq!(store.commit(&lock, &ids[0]).unwrap(), 1);
+        let path = dir.path().join("state").join(HISTORY);
+        let one_line = std::fs::read(&path).unwrap();
+        // A crash in the middle of the next append leaves half a line.
+        let mut torn = one_line.clone();
+        torn.extend_from_slice(br#"{"seq":2,"id":"ab"#);
+        std::fs::write(&path, &torn).unwrap();
+        assert_eq!(
+            store.history().unwrap().len(),
+            1,
+            "the torn line is not an entry"
+        );
+        assert_eq!(store.commit(&lock, &ids[1]).unwrap(), 2);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(text.ends_with('\n') && !text.contains("\"ab{"), "{text}");
+        assert_eq!(
+            store
+                .history()
+                .unwrap()
+                .iter()
+                .map(|e| e.seq)
+                .collect::<Vec<_>>(),
+            [1, 2]
+        );
+        // Committing the last entry again (recovery) adds nothing.
+        assert_eq!(store.commit(&lock, &ids[1]).unwrap(), 2);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+        // A complete line that is not an entry is corruption, not a torn append.
+        std::fs::write(&path, format!("{text}{{ not json\n")).unwrap();
+        let err = store.history().unwrap_err().to_string();
+        assert!(
+            err.contains("is corrupt") && err.contains("line 3"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_legacy_history_is_read_and_replaced_at_the_next_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path().join("state"));
+        let lock = store.lock(Duration::from_secs(1)).unwrap();
+        // A change committed by an earlier build: its record, and the whole-file history.
+        let old = store.begin(&lock, &record(1)).unwrap();
+        let state = dir.path().join("state");
+        std::fs::remove_file(state.join("journal.json")).unwrap();
+        let legacy = serde_json::json!({ "entries": [{ "seq": 1, "id": old }] });
+        std::fs::write(state.join(LEGACY_HISTORY), legacy.to_string()).unwrap();
+        assert_eq!(store.history().unwrap()[0].id, old);
+        let new = store.begin(&lock, &record(2)).unwrap();
+        assert_eq!(store.commit(&lock, &new).unwrap(), 2);
+        assert!(!state.join(LEGACY_HISTORY).exists());
+        let ids: Vec<String> = store.history().unwrap().into_iter().map(|e| e.id).collect();
+        assert_eq!(ids, [old, new]);
     }
 
     #[test]

@@ -96,7 +96,7 @@ impl FindingBuilder<'_> {
         rule: &str,
         message: String,
         help: Option<String>,
-        sources: &[String],
+        sources: &[impl AsRef<str>],
     ) -> Finding {
         Finding {
             severity,
@@ -108,7 +108,7 @@ impl FindingBuilder<'_> {
             at: self.setting.map(|s| s.at.clone()),
             message,
             help,
-            sources: sources.to_vec(),
+            sources: sources.iter().map(|s| s.as_ref().to_owned()).collect(),
         }
     }
 }
@@ -174,7 +174,7 @@ fn check_setting(
             "value-shape",
             format!("{}: {message}", setting.key),
             shape_help(spec),
-            &spec.sources,
+            spec.sources,
         ));
         return;
     }
@@ -200,7 +200,7 @@ fn check_existence(
     if spec.removed.is_none() && spec.added.is_none() && spec.replacement.is_some() {
         // `replacement` without `removed`: a name no kernel ever had (schema/README.md).
         let message = format!("{key} does not exist on any kernel: {}", spec.caveat);
-        out.push(b.finding(Severity::Error, "unknown-key", message, help, &spec.sources));
+        out.push(b.finding(Severity::Error, "unknown-key", message, help, spec.sources));
         return false;
     }
     if let Some(removed) = spec.removed.filter(|v| target.kernel >= *v) {
@@ -213,7 +213,7 @@ fn check_existence(
             "key-removed",
             message,
             help.or(Some(format!("remove {key}"))),
-            &spec.sources,
+            spec.sources,
         ));
         return false;
     }
@@ -227,7 +227,7 @@ fn check_existence(
             "key-not-yet-added",
             message,
             help,
-            &spec.sources,
+            spec.sources,
         ));
         return false;
     }
@@ -258,12 +258,12 @@ pub fn check_shape(spec: &KeySpec, value: &Value) -> Result<(), String> {
         }),
         Shape::Enum => ints(1).and_then(|_| {
             let n = value.as_int().unwrap_or_default();
-            if spec.values.is_empty() || spec.values.keys().any(|k| i128::from(*k) == n) {
+            if spec.values.is_empty() || spec.value_ids().any(|k| i128::from(k) == n) {
                 Ok(())
             } else {
                 Err(format!(
                     "{n} is not one of {:?}",
-                    spec.values.keys().collect::<Vec<_>>()
+                    spec.value_ids().collect::<Vec<_>>()
                 ))
             }
         }),
@@ -322,7 +322,7 @@ fn check_bounds(b: &FindingBuilder, spec: &KeySpec, value: &Value, out: &mut Vec
                 "kernel-bounds",
                 message,
                 None,
-                &spec.sources,
+                spec.sources,
             ));
             return;
         }
@@ -338,7 +338,7 @@ fn check_bounds(b: &FindingBuilder, spec: &KeySpec, value: &Value, out: &mut Vec
                 "recommended-bounds",
                 message,
                 None,
-                &spec.sources,
+                spec.sources,
             ));
         }
     }
@@ -361,7 +361,7 @@ fn check_noop_and_default(
             "noop-key",
             message,
             Some(format!("remove {}", setting.key)),
-            &spec.sources,
+            spec.sources,
         ));
         return;
     }
@@ -380,7 +380,7 @@ fn check_noop_and_default(
             "default-value",
             message,
             Some(help),
-            &spec.sources,
+            spec.sources,
         ));
     }
 }
@@ -403,7 +403,7 @@ fn check_pod(b: &FindingBuilder, spec: &KeySpec, target: &Target, out: &mut Vec<
             "pod-not-namespaced",
             message,
             Some(help),
-            &spec.sources,
+            spec.sources,
         ));
         return;
     }
@@ -435,7 +435,7 @@ fn check_pod(b: &FindingBuilder, spec: &KeySpec, target: &Target, out: &mut Vec<
             "pod-unsafe-sysctl",
             message,
             Some(help),
-            &spec.sources,
+            spec.sources,
         ));
     }
 }

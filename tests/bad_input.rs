@@ -97,7 +97,7 @@ impl World {
         std::fs::create_dir_all(sb.dir.path().join("cases")).unwrap();
         let good = sb.file("good.yaml", GOOD);
         sb.run(&["apply", good.to_str().unwrap()]).expect(0);
-        assert!(sb.state().join("history.json").exists());
+        assert!(sb.state().join("history.jsonl").exists());
         assert!(sb.persisted().exists());
         Self { sb, ns }
     }
@@ -1005,7 +1005,7 @@ fn malformed_input_is_refused_with_its_place_and_changes_nothing() {
     );
     corrupt_state(
         &mut tally,
-        "history.json",
+        "history.jsonl",
         &["history", "is corrupt"],
         &[&["apply", "{o}"], &["rollback"], &["history"], &["status"]],
     );

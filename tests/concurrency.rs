@@ -203,7 +203,7 @@ fn a_held_lock_is_refused_with_lock_timeout_0_naming_the_holder() {
     sb.run(&["apply", a]).expect(0);
     let tree = snapshot_dir(&sb.root());
     let etc = snapshot_dir(&sb.dir.path().join("sysctl.d"));
-    let history = std::fs::read(sb.state().join("history.json")).unwrap();
+    let history = std::fs::read(sb.state().join("history.jsonl")).unwrap();
 
     // Hold the lock the way sysprof does: flock(2) on state/lock, our pid inside.
     let file = OpenOptions::new()
@@ -250,7 +250,7 @@ fn a_held_lock_is_refused_with_lock_timeout_0_naming_the_holder() {
     assert_eq!(snapshot_dir(&sb.root()), tree, "refused runs change no key");
     assert_eq!(snapshot_dir(&sb.dir.path().join("sysctl.d")), etc);
     assert_eq!(
-        std::fs::read(sb.state().join("history.json")).unwrap(),
+        std::fs::read(sb.state().join("history.jsonl")).unwrap(),
         history
     );
 

@@ -530,7 +530,7 @@ fn validate(sb: &Sandbox, file: &str, text: &str, args: &[&str]) -> Outcome {
 /// Every rule id the project declares: data rules from the schema files, code rules from the crate.
 fn declared_rules() -> Vec<(String, Severity)> {
     let schema = Schema::from_dir(&repo().join("schema")).expect("schema/ loads");
-    let data = schema.rules.iter().map(|r| (r.id.clone(), r.severity));
+    let data = schema.rules.iter().map(|r| (r.id.to_owned(), r.severity));
     data.chain(CODE_RULES.iter().map(|r| (r.id.to_owned(), r.severity)))
         .collect()
 }
@@ -895,14 +895,14 @@ fn the_schema_is_large_and_everything_in_it_is_sourced() {
     );
     let rules = declared_rules();
     assert!(rules.len() >= 25, "only {} rules", rules.len());
-    for key in &schema.keys {
+    for key in schema.keys {
         assert!(
             key.sources.iter().any(|s| !s.trim().is_empty()),
             "{} has no source",
             key.key
         );
     }
-    for rule in &schema.rules {
+    for rule in schema.rules {
         assert!(
             rule.sources.iter().any(|s| !s.trim().is_empty()),
             "rule {} has no source",

@@ -116,7 +116,7 @@ fn names(spec: &KeySpec) -> Vec<String> {
     if spec.key.contains('*') {
         vec![spec.key.replace('*', "all"), spec.key.replace('*', "lo")]
     } else {
-        vec![spec.key.clone()]
+        vec![spec.key.to_owned()]
     }
 }
 
@@ -327,14 +327,14 @@ fn keys_yaml_matches_the_running_kernel_in_a_throwaway_namespace() {
     let Some(ns) = Netns::create() else { return };
     let schema = Schema::from_dir(&repo().join("schema")).expect("schema/ loads");
     let kernel: Version = read("kernel.osrelease").unwrap().parse().unwrap();
-    let host_before = host_values(&schema.keys);
+    let host_before = host_values(schema.keys);
 
     let mut tally = Tally::default();
-    host_claims(&schema.keys, kernel, &mut tally);
-    let specs = schema.keys.clone();
+    host_claims(schema.keys, kernel, &mut tally);
+    let specs = schema.keys.to_vec();
     tally.merge(in_netns(&ns, move || child_claims(specs, kernel)));
 
-    let host_after = host_values(&schema.keys);
+    let host_after = host_values(schema.keys);
     let changed: Vec<_> = host_before
         .iter()
         .filter(|(k, v)| host_after.get(*k) != Some(v))

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::{Io, checked_profile, io_err};
+use super::{Io, checked_profile};
 use crate::apply::{self, Outcome};
 use crate::cli::Global;
 use crate::cli::rollout::SafeApply;
@@ -24,16 +24,15 @@ pub fn run(g: &Global, path: &Path, dry_run: bool, safe: &SafeApply, io: &mut Io
         io.emit(&serde_json::json!({ "ok": true, "profile": profile.name, "plan": plan, "result": outcome, "boot_overrides": boot_overrides }))?;
         return Ok(exit::OK);
     }
-    match &outcome {
-        Outcome::InSync => render::ok(&mut io.out, &format!("{}: in sync, nothing to change", profile.name)),
+    io.write_block(|out| match &outcome {
+        Outcome::InSync => render::ok(out, &format!("{}: in sync, nothing to change", profile.name)),
         Outcome::DryRun { record } => {
-            render::record(&mut io.out, record).and_then(|_| writeln!(io.out, "dry run: nothing was changed"))
+            render::record(out, record).and_then(|_| writeln!(out, "dry run: nothing was changed"))
         }
-        Outcome::Applied { id, seq, record } => render::record(&mut io.out, record).and_then(|_| {
+        Outcome::Applied { id, seq, record } => render::record(out, record).and_then(|_| {
             let persisted = record.persist.as_ref().map(|p| format!(", persisted to {}", p.path)).unwrap_or_default();
-            render::ok(&mut io.out, &format!("applied {} ({} key(s)){persisted}; snapshot {} (#{seq}); undo with `sysprof rollback`", profile.name, record.changes.len(), &id[..SHORT_ID]))
+            render::ok(out, &format!("applied {} ({} key(s)){persisted}; snapshot {} (#{seq}); undo with `sysprof rollback`", profile.name, record.changes.len(), &id[..SHORT_ID]))
         }),
-    }
-    .map_err(io_err)?;
+    })?;
     Ok(exit::OK)
 }

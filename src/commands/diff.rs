@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::{Io, checked_profile, io_err};
+use super::{Io, checked_profile};
 use crate::cli::Global;
 use crate::error::{Result, exit};
 use crate::plan::Plan;
@@ -17,7 +17,7 @@ pub fn run(g: &Global, path: &Path, exit_code: bool, io: &mut Io) -> Result<i32>
     if io.json() {
         io.emit(&serde_json::json!({ "ok": true, "in_sync": plan.in_sync(), "plan": plan, "boot_overrides": boot_overrides }))?;
     } else {
-        render::plan(&mut io.out, &plan).map_err(io_err)?;
+        io.write_block(|out| render::plan(out, &plan))?;
     }
     Ok(if exit_code && !plan.in_sync() {
         exit::CHANGES_PENDING

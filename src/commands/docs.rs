@@ -61,7 +61,7 @@ pub fn schema(g: &Global, json_schema: bool, io: &mut Io) -> Result<i32> {
             .map(|h| (h.to_owned(), bold))
             .to_vec(),
     ];
-    for spec in &schema.keys {
+    for spec in schema.keys {
         let plain = |t: String| (t, Style::new());
         let default = spec
             .default_for(kernel)
@@ -69,7 +69,7 @@ pub fn schema(g: &Global, json_schema: bool, io: &mut Io) -> Result<i32> {
             .unwrap_or_else(|| "-".into());
         let caveat: String = spec.caveat.chars().take(60).collect();
         rows.push(vec![
-            plain(spec.key.clone()),
+            plain(spec.key.to_owned()),
             plain(format!("{:?}", spec.shape).to_lowercase()),
             plain(default),
             plain(format!("{:?}", spec.scope).to_lowercase()),

@@ -12,6 +12,7 @@ use crate::error::{Error, Result, exit};
 use crate::export::{self, Filter};
 use crate::import::Options;
 use crate::kernel::SysctlTree;
+use crate::schema::Schema;
 
 /// Imports sysctl.d files into a profile.
 pub fn run(
@@ -62,7 +63,7 @@ pub fn run(
             i.key
         )
     }));
-    notes.extend(unknown_to_schema(g, &items)?);
+    notes.extend(unknown_to_schema(&g.load_schema()?, &items));
     let header = Header {
         name: name.to_owned(),
         description: Some(format!(
@@ -74,9 +75,11 @@ pub fn run(
             .collect(),
     };
     let text = emit::profile(&header, &items);
-    let files: Vec<String> = all.iter().map(|f| f.display().to_string()).collect();
-    let settings: Vec<serde_json::Value> = items.iter().map(item_json).collect();
-    let summary = serde_json::json!({ "ok": true, "files": files, "settings": settings, "notes": notes, "profile": text });
+    let summary = || {
+        let files: Vec<String> = all.iter().map(|f| f.display().to_string()).collect();
+        let settings: Vec<serde_json::Value> = items.iter().map(item_json).collect();
+        serde_json::json!({ "ok": true, "files": files, "settings": settings, "notes": notes, "profile": text })
+    };
     finish(io, &text, output, &notes, summary)
 }
 
@@ -115,7 +118,7 @@ pub fn export(
             found.at_default, found.unknown_default
         ));
     }
-    notes.extend(unknown_to_schema(g, &found.items)?);
+    notes.extend(unknown_to_schema(&schema, &found.items));
     let scope = prefix.unwrap_or("every key");
     let header = Header {
         name: name.to_owned(),
@@ -132,26 +135,27 @@ pub fn export(
         )],
     };
     let text = emit::profile(&header, &found.items);
-    let settings: Vec<serde_json::Value> = found.items.iter().map(item_json).collect();
-    let summary = serde_json::json!({ "ok": true, "left_out": found, "settings": settings, "notes": notes, "profile": text });
+    let summary = || {
+        let settings: Vec<serde_json::Value> = found.items.iter().map(item_json).collect();
+        serde_json::json!({ "ok": true, "left_out": found, "settings": settings, "notes": notes, "profile": text })
+    };
     finish(io, &text, output, &notes, summary)
 }
 
 /// A note naming the keys `validate` will refuse as unknown, if any.
-fn unknown_to_schema(g: &Global, items: &[Item]) -> Result<Option<String>> {
-    let schema = g.load_schema()?;
+fn unknown_to_schema(schema: &Schema, items: &[Item]) -> Option<String> {
     let unknown: Vec<String> = items
         .iter()
         .filter(|i| schema.lookup(&i.key).is_none())
         .map(|i| i.key.to_string())
         .collect();
-    Ok((!unknown.is_empty()).then(|| {
+    (!unknown.is_empty()).then(|| {
         format!(
             "{} key(s) unknown to the schema; validate and apply refuse them until a --schema dir describes them: {}",
             unknown.len(),
             unknown.join(", ")
         )
-    }))
+    })
 }
 
 fn open_tree(g: &Global) -> Result<SysctlTree> {
@@ -165,23 +169,24 @@ fn item_json(item: &Item) -> serde_json::Value {
     serde_json::json!({ "key": item.key, "value": item.value, "optional": item.optional, "source": item.source })
 }
 
-/// Writes the profile (stdout or `--output`), notes to stderr, or the JSON summary.
+/// Writes the profile (stdout or `--output`), notes to stderr, or the JSON summary (built only
+/// when asked for: for every key of a host it costs more than the export itself).
 fn finish(
     io: &mut Io,
     text: &str,
     output: Option<&Path>,
     notes: &[String],
-    summary: serde_json::Value,
+    summary: impl FnOnce() -> serde_json::Value,
 ) -> Result<i32> {
     if let Some(path) = output {
         write_file(path, text)?;
     }
     if io.json() {
-        io.emit(&summary)?;
+        io.emit(&summary())?;
         return Ok(exit::OK);
     }
     if output.is_none() {
-        io.out.write_all(text.as_bytes()).map_err(io_err)?;
+        io.write_plain(text)?;
     }
     for note in notes {
         writeln!(io.err, "note: {note}").map_err(io_err)?;

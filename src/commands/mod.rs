@@ -57,6 +57,32 @@ impl Io {
         }
     }
 
+    /// Writes text that carries no escape sequence (a rendered profile) to stdout past the
+    /// color-stripping adapter, which would inspect every byte of an export of every key. Both
+    /// go through the same `std::io::stdout()`, so the order of output is kept.
+    pub fn write_plain(&mut self, text: &str) -> Result<()> {
+        let result = if text.contains('\x1b') {
+            self.out.write_all(text.as_bytes())
+        } else {
+            self.out
+                .flush()
+                .and_then(|()| std::io::stdout().lock().write_all(text.as_bytes()))
+        };
+        result.map_err(io_err)
+    }
+
+    /// Renders a block of output into memory and writes it in one go: stdout is line-buffered,
+    /// and a report of many lines would otherwise cost a `write(2)` per line.
+    pub fn write_block(
+        &mut self,
+        render: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+    ) -> Result<()> {
+        let mut block = Vec::new();
+        render(&mut block)
+            .and_then(|()| self.out.write_all(&block))
+            .map_err(io_err)
+    }
+
     /// Whether JSON was asked for.
     pub fn json(&self) -> bool {
         self.format == Format::Json

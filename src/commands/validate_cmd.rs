@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use super::{Io, io_err};
 use crate::cli::Global;
 use crate::error::{Result, exit};
-use crate::profile::Profile;
+use crate::profile::{ParseCache, Profile};
 use crate::render;
 use crate::validate;
 
@@ -15,8 +15,9 @@ pub fn run(g: &Global, paths: &[PathBuf], io: &mut Io) -> Result<i32> {
     let target = g.target();
     let mut code = exit::OK;
     let mut results = Vec::new();
+    let mut parsed = ParseCache::default();
     for path in paths {
-        let profile = match Profile::load(path) {
+        let profile = match Profile::load_with(path, &mut parsed) {
             Ok(p) => p,
             Err(e) => {
                 render::error(&mut io.err, &e).map_err(io_err)?;
@@ -36,8 +37,10 @@ pub fn run(g: &Global, paths: &[PathBuf], io: &mut Io) -> Result<i32> {
         if io.json() {
             results.push(serde_json::json!({ "profile": path, "name": profile.name, "fingerprint": profile.fingerprint, "valid": !blocked, "target": target, "findings": report.findings }));
         } else {
-            render::findings(&mut io.out, &profile, &report).map_err(io_err)?;
-            render::summary(&mut io.out, &path.display().to_string(), &report).map_err(io_err)?;
+            io.write_block(|out| {
+                render::findings(out, &profile, &report)?;
+                render::summary(out, &path.display().to_string(), &report)
+            })?;
         }
     }
     if io.json() {

@@ -1,0 +1,714 @@
+//! The schema's data types, shared with `build.rs` (through `#[path]`), which writes the embedded
+//! schema as `static` items of exactly these types. Hence no `crate::` imports here, and only what
+//! a `static` can hold: `&'static str`, `&'static [T]`, `Option`, plain enums and `Copy` structs.
+//!
+//! `--schema DIR` deserialises YAML into the same types at run time by leaking the owned data (the
+//! [`leak`] helpers). A schema is loaded once per process and lives until exit, so nothing is lost
+//! that would otherwise be freed. Serde treats a `&'static str` field as borrowed from the input,
+//! so the derived impls are `Deserialize<'static>` and loaders leak the YAML text as well; the
+//! strings are still copied out of it, because a folded or escaped scalar cannot be borrowed.
+
+use std::cmp::Ordering;
+use std::collections::BTreeSet;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A kernel or Kubernetes version: major.minor[.patch], compared numerically.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Version(pub u32, pub u32, pub u32);
+
+impl FromStr for Version {
+    type Err = String;
+
+    /// Parses `6.18`, `6.18.44-fc-v445`, `v1.29.3`.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let text = text.trim().trim_start_matches('v');
+        let mut parts = text
+            .split(|c: char| !c.is_ascii_digit())
+            .take(3)
+            .map(|p| p.parse::<u32>());
+        let major = parts.next().and_then(|p| p.ok());
+        let minor = parts.next().and_then(|p| p.ok());
+        match (major, minor) {
+            (Some(major), Some(minor)) => Ok(Version(
+                major,
+                minor,
+                parts.next().and_then(|p| p.ok()).unwrap_or(0),
+            )),
+            _ => Err(format!("{text:?} is not a version like 6.1 or 5.15.0")),
+        }
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.2 == 0 {
+            write!(f, "{}.{}", self.0, self.1)
+        } else {
+            write!(f, "{}.{}.{}", self.0, self.1, self.2)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Version {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for Version {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// The shape of a key's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Shape {
+    /// 0 or 1.
+    Bool,
+    /// One integer.
+    Int,
+    /// One integer from `values`.
+    Enum,
+    /// `len` integers.
+    Tuple,
+    /// Two ports, low and high.
+    PortRange,
+    /// Comma list of ports and ranges, possibly empty.
+    PortList,
+    /// One word.
+    String,
+    /// Space-separated words.
+    WordList,
+}
+
+/// Inclusive integer bounds; a missing side is unchecked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bounds {
+    /// Lowest allowed.
+    pub min: Option<i128>,
+    /// Highest allowed.
+    pub max: Option<i128>,
+}
+
+impl Bounds {
+    /// Whether `n` is within the bounds.
+    pub fn contains(&self, n: i128) -> bool {
+        self.min.is_none_or(|min| n >= min) && self.max.is_none_or(|max| n <= max)
+    }
+}
+
+impl fmt::Display for Bounds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.min, self.max) {
+            (Some(a), Some(b)) => write!(f, "{a}..={b}"),
+            (Some(a), None) => write!(f, ">= {a}"),
+            (None, Some(b)) => write!(f, "<= {b}"),
+            (None, None) => f.write_str("unbounded"),
+        }
+    }
+}
+
+/// Where a key lives relative to network namespaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// Per network namespace, writable in a child.
+    Netns,
+    /// Visible but read-only in a child netns.
+    RoInChild,
+    /// Registered only in the initial netns.
+    InitOnly,
+    /// Not namespaced at all (vm, fs, most kernel).
+    Global,
+    /// Per IPC namespace.
+    Ipc,
+}
+
+/// Kubernetes classification of a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum K8sClass {
+    /// On the kubelet's safe list.
+    Safe,
+    /// Namespaced but not safe: needs kubelet `allowedUnsafeSysctls`.
+    Unsafe,
+    /// Cannot be set from a pod.
+    Node,
+}
+
+/// Kubernetes facts about a key.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct K8s {
+    /// Safe, unsafe or node-level.
+    pub class: K8sClass,
+    /// Kubernetes version that put it on the safe list.
+    pub since: Option<Version>,
+    /// Minimum node kernel for the kubelet to allow it.
+    pub min_kernel: Option<Version>,
+}
+
+/// One scalar written in the schema: an element of a default, or the value a context fact is
+/// compared with. Serialises like the YAML it came from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Scalar {
+    /// `true` / `false`.
+    Bool(bool),
+    /// An integer (any YAML integer up to 64 bits, signed or not).
+    Int(i128),
+    /// A float: never a valid sysctl value, kept so a default shows as written.
+    Float(f64),
+    /// A string.
+    Str(&'static str),
+}
+
+/// A value written in the schema (a default): one scalar or a list of them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Literal {
+    /// A single scalar: `default: 60`.
+    Scalar(Scalar),
+    /// A list: `default: [32768, 60999]`.
+    List(&'static [Scalar]),
+}
+
+impl Serialize for Scalar {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match *self {
+            Scalar::Bool(b) => s.serialize_bool(b),
+            Scalar::Int(n) => match (u64::try_from(n), i64::try_from(n)) {
+                (Ok(n), _) => s.serialize_u64(n),
+                (_, Ok(n)) => s.serialize_i64(n),
+                _ => s.serialize_i128(n),
+            },
+            Scalar::Float(f) => s.serialize_f64(f),
+            Scalar::Str(text) => s.serialize_str(text),
+        }
+    }
+}
+
+impl Serialize for Literal {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Literal::Scalar(scalar) => scalar.serialize(s),
+            Literal::List(items) => s.collect_seq(items.iter()),
+        }
+    }
+}
+
+/// Reads a [`Scalar`], or (with `lists`) a [`Literal`] that may be a list of scalars.
+struct LiteralVisitor {
+    lists: bool,
+}
+
+impl<'de> serde::de::Visitor<'de> for LiteralVisitor {
+    type Value = Literal;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.lists {
+            true => "an integer, a string, a boolean or a list of them",
+            false => "an integer, a string or a boolean",
+        })
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<Literal, E> {
+        Ok(Literal::Scalar(Scalar::Bool(b)))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Literal, E> {
+        Ok(Literal::Scalar(Scalar::Int(n.into())))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Literal, E> {
+        Ok(Literal::Scalar(Scalar::Int(n.into())))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, f: f64) -> Result<Literal, E> {
+        Ok(Literal::Scalar(Scalar::Float(f)))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Literal, E> {
+        Ok(Literal::Scalar(Scalar::Str(text.to_owned().leak())))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Literal, A::Error> {
+        if !self.lists {
+            return Err(serde::de::Error::invalid_type(
+                serde::de::Unexpected::Seq,
+                &self,
+            ));
+        }
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<Scalar>()? {
+            items.push(item);
+        }
+        Ok(Literal::List(items.leak()))
+    }
+}
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match d.deserialize_any(LiteralVisitor { lists: false })? {
+            Literal::Scalar(scalar) => Ok(scalar),
+            Literal::List(_) => Err(serde::de::Error::custom("expected a scalar")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Literal {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(LiteralVisitor { lists: true })
+    }
+}
+
+/// A default that applied to older kernels.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OlderDefault {
+    /// Kernels older than this had `value`.
+    pub before: Version,
+    /// The old default.
+    pub value: Literal,
+}
+
+/// A semantic change in some kernel version.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Change {
+    /// The first kernel with the change.
+    pub since: Version,
+    /// What changed.
+    #[serde(deserialize_with = "leak::text")]
+    pub note: &'static str,
+}
+
+/// Everything the schema knows about one key or key pattern.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySpec {
+    /// The dotted key or pattern.
+    #[serde(deserialize_with = "leak::text")]
+    pub key: &'static str,
+    /// The value's shape.
+    pub shape: Shape,
+    /// Tuple length.
+    pub len: Option<usize>,
+    /// Enum values and their meaning, sorted by value (serialised as a map).
+    #[serde(
+        default,
+        deserialize_with = "leak::values",
+        serialize_with = "values_as_map"
+    )]
+    pub values: &'static [(i64, &'static str)],
+    /// Unit of the value.
+    #[serde(default, deserialize_with = "leak::opt_text")]
+    pub unit: Option<&'static str>,
+    /// Bounds the kernel enforces (EINVAL outside).
+    pub kernel_bounds: Option<Bounds>,
+    /// Bounds that are sane (warning outside).
+    pub recommended: Option<Bounds>,
+    /// Compiled-in default on current kernels.
+    pub default: Option<Literal>,
+    /// How the kernel computes the default.
+    #[serde(default, deserialize_with = "leak::opt_text")]
+    pub default_note: Option<&'static str>,
+    /// Defaults of older kernels.
+    #[serde(default, deserialize_with = "leak::list")]
+    pub older_defaults: &'static [OlderDefault],
+    /// First kernel with the key.
+    pub added: Option<Version>,
+    /// First kernel without it.
+    pub removed: Option<Version>,
+    /// First kernel where it does nothing.
+    pub noop_since: Option<Version>,
+    /// Semantic changes.
+    #[serde(default, deserialize_with = "leak::list")]
+    pub changes: &'static [Change],
+    /// What to use instead.
+    #[serde(default, deserialize_with = "leak::opt_text")]
+    pub replacement: Option<&'static str>,
+    /// Namespace scope.
+    pub scope: Scope,
+    /// Since when a child netns sees it read-only.
+    pub ro_in_child_since: Option<Version>,
+    /// Since when it is per-netns.
+    pub namespaced_since: Option<Version>,
+    /// Kubernetes facts.
+    pub k8s: Option<K8s>,
+    /// The one sentence an operator must know.
+    #[serde(deserialize_with = "leak::text")]
+    pub caveat: &'static str,
+    /// Where common advice is wrong.
+    #[serde(default, deserialize_with = "leak::opt_text")]
+    pub contradicts: Option<&'static str>,
+    /// Where the facts come from.
+    #[serde(deserialize_with = "leak::texts")]
+    pub sources: &'static [&'static str],
+}
+
+impl KeySpec {
+    /// The default written for `kernel`: the earliest `older_defaults` entry it predates, else
+    /// `default`.
+    pub fn default_literal(&self, kernel: Version) -> Option<Literal> {
+        let older = self
+            .older_defaults
+            .iter()
+            .filter(|d| kernel < d.before)
+            .min_by_key(|d| d.before);
+        older.map(|d| d.value).or(self.default)
+    }
+
+    /// Whether the key exists on `kernel` according to `added`/`removed`.
+    pub fn exists_on(&self, kernel: Version) -> bool {
+        self.added.is_none_or(|v| kernel >= v) && self.removed.is_none_or(|v| kernel < v)
+    }
+
+    /// The enum values the key accepts, in ascending order.
+    pub fn value_ids(&self) -> impl Iterator<Item = i64> + use<> {
+        self.values.iter().map(|&(n, _)| n)
+    }
+}
+
+/// Serialises `values` as the map it was written as (`{0: "disabled", ...}`).
+fn values_as_map<S: Serializer>(
+    values: &&'static [(i64, &'static str)],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_map(values.iter().map(|(n, meaning)| (n, meaning)))
+}
+
+/// Severity of a finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Worth knowing.
+    Info,
+    /// Probably wrong; fails only with `--deny-warnings`.
+    Warning,
+    /// Wrong; blocks apply.
+    Error,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Info => "info",
+            Self::Warning => "warning",
+            Self::Error => "error",
+        })
+    }
+}
+
+/// Comparison operators of rule conditions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    /// ==
+    Eq,
+    /// !=
+    Ne,
+    /// <
+    Lt,
+    /// <=
+    Le,
+    /// >
+    Gt,
+    /// >=
+    Ge,
+}
+
+impl Op {
+    /// Applies the operator.
+    pub fn holds<T: Ord>(self, a: T, b: T) -> bool {
+        match self {
+            Op::Eq => a == b,
+            Op::Ne => a != b,
+            Op::Lt => a < b,
+            Op::Le => a <= b,
+            Op::Gt => a > b,
+            Op::Ge => a >= b,
+        }
+    }
+}
+
+/// A version comparison such as `>= 4.12`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct VersionReq {
+    /// The operator.
+    pub op: Op,
+    /// The version.
+    pub version: Version,
+}
+
+impl<'de> Deserialize<'de> for VersionReq {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let text = text.trim();
+        let ops = [
+            (">=", Op::Ge),
+            ("<=", Op::Le),
+            ("==", Op::Eq),
+            ("!=", Op::Ne),
+            (">", Op::Gt),
+            ("<", Op::Lt),
+        ];
+        let (op, rest) = ops
+            .iter()
+            .find_map(|(p, op)| text.strip_prefix(p).map(|rest| (*op, rest)))
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!("{text:?}: expected an operator such as >= 4.12"))
+            })?;
+        let version = rest.parse().map_err(serde::de::Error::custom)?;
+        Ok(VersionReq { op, version })
+    }
+}
+
+/// One condition of a data rule (see `schema/README.md`).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(untagged, deny_unknown_fields)]
+pub enum Condition {
+    /// The profile sets the key.
+    Set {
+        /// The key.
+        #[serde(deserialize_with = "leak::text")]
+        set: &'static str,
+    },
+    /// The profile does not set the key.
+    Unset {
+        /// The key.
+        #[serde(deserialize_with = "leak::text")]
+        unset: &'static str,
+    },
+    /// Compares a key's effective value with a constant or another key.
+    Compare {
+        /// The key.
+        #[serde(deserialize_with = "leak::text")]
+        key: &'static str,
+        /// Element of a tuple.
+        index: Option<usize>,
+        /// Operator.
+        op: Op,
+        /// Constant operand.
+        value: Option<i64>,
+        /// Other key operand.
+        #[serde(default, deserialize_with = "leak::opt_text")]
+        other: Option<&'static str>,
+        /// Element of the other key.
+        other_index: Option<usize>,
+    },
+    /// A context fact equals a value.
+    Context {
+        /// The fact.
+        #[serde(deserialize_with = "leak::text")]
+        context: &'static str,
+        /// The value it must equal.
+        is: Scalar,
+    },
+    /// Target kernel version requirement.
+    Kernel {
+        /// The requirement.
+        kernel: VersionReq,
+    },
+    /// Target Kubernetes version requirement.
+    K8s {
+        /// The requirement.
+        k8s: VersionReq,
+    },
+}
+
+/// A rule written as data in `rules.yaml`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataRule {
+    /// Stable id.
+    #[serde(deserialize_with = "leak::text")]
+    pub id: &'static str,
+    /// Severity.
+    pub severity: Severity,
+    /// The key the finding points at.
+    #[serde(deserialize_with = "leak::text")]
+    pub key: &'static str,
+    /// Conditions, all of which must hold.
+    #[serde(deserialize_with = "leak::list")]
+    pub when: &'static [Condition],
+    /// What is wrong.
+    #[serde(deserialize_with = "leak::text")]
+    pub message: &'static str,
+    /// The fix.
+    #[serde(deserialize_with = "leak::text")]
+    pub help: &'static str,
+    /// Where the rule comes from.
+    #[serde(deserialize_with = "leak::texts")]
+    pub sources: &'static [&'static str],
+}
+
+/// `deserialize_with` helpers that deserialise owned data and leak it into `'static` (see the
+/// module docs for why that is fine).
+pub mod leak {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer};
+
+    /// A string.
+    pub fn text<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+        String::deserialize(d).map(|text| &*text.leak())
+    }
+
+    /// An optional string (the field also needs `#[serde(default)]`).
+    pub fn opt_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'static str>, D::Error> {
+        Option::<String>::deserialize(d).map(|text| text.map(|text| &*text.leak()))
+    }
+
+    /// A list of strings.
+    pub fn texts<'de, D: Deserializer<'de>>(d: D) -> Result<&'static [&'static str], D::Error> {
+        let texts = Vec::<String>::deserialize(d)?;
+        let texts = texts.into_iter().map(|text| &*text.leak());
+        Ok(texts.collect::<Vec<_>>().leak())
+    }
+
+    /// A list of anything.
+    pub fn list<'de, D, T>(d: D) -> Result<&'static [T], D::Error>
+    where
+        D: Deserializer<'de>,
+        T: Deserialize<'de> + 'static,
+    {
+        Vec::<T>::deserialize(d).map(|items| &*items.leak())
+    }
+
+    /// A map from integer to meaning, as pairs sorted by the integer.
+    pub fn values<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<&'static [(i64, &'static str)], D::Error> {
+        let map = BTreeMap::<i64, String>::deserialize(d)?;
+        let pairs = map.into_iter().map(|(n, meaning)| (n, &*meaning.leak()));
+        Ok(pairs.collect::<Vec<_>>().leak())
+    }
+}
+
+/// A key entry's name split into components the way the key parser splits it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Name {
+    /// The components; `*` is a wildcard.
+    pub components: Vec<String>,
+    /// Whether any component is `*`.
+    pub pattern: bool,
+}
+
+/// One row of a lookup table: a name's components and the entry's position in the key list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Indexed {
+    /// The components; `*` in a pattern matches any one component.
+    pub components: &'static [&'static str],
+    /// Position in the key list.
+    pub entry: usize,
+}
+
+/// The lookup tables of a key list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Index {
+    /// Exact names, sorted for binary search (see `name_order`).
+    pub exact: &'static [Indexed],
+    /// Names with a `*`, in file order: the first match wins.
+    pub patterns: &'static [Indexed],
+}
+
+impl Index {
+    /// Checks every entry of `keys` (its name parses with `parse`, it cites a source, no exact
+    /// name is listed twice) and builds the tables, leaked like the keys themselves. Errors are
+    /// messages for the keys file.
+    pub fn build(
+        keys: &[KeySpec],
+        parse: impl Fn(&str) -> Result<Name, String>,
+    ) -> Result<Index, String> {
+        let (mut exact, mut patterns, mut seen) = (Vec::new(), Vec::new(), BTreeSet::new());
+        for (entry, spec) in keys.iter().enumerate() {
+            let name = parse(spec.key)?;
+            if spec.sources.is_empty() {
+                return Err(format!(
+                    "{}: every entry needs at least one source",
+                    spec.key
+                ));
+            }
+            let components: Vec<&'static str> =
+                name.components.into_iter().map(|c| &*c.leak()).collect();
+            let row = Indexed {
+                components: components.leak(),
+                entry,
+            };
+            if name.pattern {
+                patterns.push(row);
+            } else if seen.insert(row.components) {
+                exact.push(row);
+            } else {
+                return Err(format!("{} is listed twice", spec.key));
+            }
+        }
+        exact.sort_by(|a, b| name_order(a.components, b.components));
+        Ok(Index {
+            exact: exact.leak(),
+            patterns: patterns.leak(),
+        })
+    }
+
+    /// The entry for a key given as components: the exact name, else the first matching pattern.
+    pub fn find(&self, key: &[impl AsRef<str>]) -> Option<usize> {
+        let exact = self
+            .exact
+            .binary_search_by(|row| name_order(row.components, key))
+            .ok()
+            .map(|i| self.exact[i].entry);
+        exact.or_else(|| {
+            let matches = |row: &&Indexed| {
+                row.components.len() == key.len()
+                    && (row.components.iter().zip(key)).all(|(p, k)| *p == "*" || *p == k.as_ref())
+            };
+            self.patterns.iter().find(matches).map(|row| row.entry)
+        })
+    }
+}
+
+/// The order of the exact table: by the last component, where names mostly differ (most start
+/// with `net.ipv4.`), so a binary-search probe is usually one short comparison; then by all.
+fn name_order(a: &[impl AsRef<str>], b: &[impl AsRef<str>]) -> Ordering {
+    let (leaf_a, leaf_b) = (a.last().map(AsRef::as_ref), b.last().map(AsRef::as_ref));
+    leaf_a.cmp(&leaf_b).then_with(|| {
+        let all_b = b.iter().map(AsRef::as_ref);
+        a.iter().map(AsRef::as_ref).cmp(all_b)
+    })
+}
+
+/// Checks the rules: ids are unique, keys are valid (`check_key`), key comparisons have an
+/// operand. Errors are messages for the rules file.
+pub fn check_rules(
+    rules: &[DataRule],
+    check_key: impl Fn(&str) -> Result<(), String>,
+) -> Result<(), String> {
+    let mut seen = BTreeSet::new();
+    for rule in rules {
+        let bad = |message: String| format!("rule {}: {message}", rule.id);
+        if !seen.insert(rule.id) {
+            return Err(bad("id is used twice".into()));
+        }
+        check_key(rule.key).map_err(bad)?;
+        let incomplete = |c: &Condition| {
+            matches!(
+                c,
+                Condition::Compare {
+                    value: None,
+                    other: None,
+                    ..
+                }
+            )
+        };
+        if rule.when.iter().any(incomplete) {
+            return Err(bad("a key comparison needs `value` or `other`".into()));
+        }
+    }
+    Ok(())
+}
