@@ -246,7 +246,7 @@ def main():
         rust_note = f"a static Rust hello world {fmt(rust)}, so " if rust else ""
         print(
             f"start-up bound: `sysprof --version` takes {fmt(start)}, {fmt(start - true)} more than /bin/true "
-            f"({rust_note}the rest is clap building its command tree and the page faults of a "
+            f"({rust_note}the rest is clap building its top level and the page faults of a "
             f"{meta.get('binary_mib', '?')} MiB binary); that is {start / diff:.0%} of diff's {fmt(diff)}, "
             f"and {start / mindiff:.2f}x mindiff on its own (target for all of diff: 1.5x = {fmt(1.5 * mindiff)})"
         )

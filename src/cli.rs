@@ -18,6 +18,7 @@ use crate::schema::{Schema, Version};
 use crate::store::{DEFAULT_STATE_DIR, Store};
 use crate::validate::Target;
 
+pub mod lean;
 pub mod rollout;
 
 /// Declarative, validated, reversible Linux sysctl profiles.
@@ -29,7 +30,7 @@ pub struct Cli {
     pub global: Global,
     /// The command.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: lean::Only<Command>,
 }
 
 /// Options every command accepts.

@@ -20,6 +20,10 @@ use crate::error::{Error, KernelFault, Result};
 use crate::key::SysctlKey;
 use crate::value::Value;
 
+/// Directory depth [`SysctlTree::walk`] descends to: a key has at most 128 components (256
+/// bytes, one-byte components and separators).
+const MAX_DEPTH: usize = 128;
+
 /// The default sysctl root.
 pub const PROC_SYS: &str = "/proc/sys";
 
@@ -177,6 +181,9 @@ impl SysctlTree {
             path.push(name);
             let name = path.last().map(String::as_str).unwrap_or_default();
             match kind {
+                // Deeper than any key can be (keys are at most 256 bytes): not followed, so a
+                // pathological fake tree cannot exhaust file descriptors or the stack.
+                EntryKind::Dir if path.len() > MAX_DEPTH => {}
                 EntryKind::Dir => {
                     let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW;
                     if let Ok(sub) = openat(
@@ -415,6 +422,52 @@ mod tests {
         assert_ne!(ipv4[0].mode & 0o200, 0);
         assert_eq!(tree.list(&[]).unwrap()[0].name, "net");
         assert!(tree.list(&["net".to_owned(), "etc".to_owned()]).is_err());
+    }
+
+    #[test]
+    fn walking_reads_settable_files_in_order_and_follows_no_symlink() {
+        use std::os::unix::fs::PermissionsExt;
+        let (dir, tree) = fake_tree();
+        let ro = dir.path().join("net/ipv4/tcp_ro");
+        std::fs::write(&ro, "1\n").unwrap();
+        std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o444)).unwrap();
+        std::fs::create_dir_all(dir.path().join("vm")).unwrap();
+        std::fs::write(dir.path().join("vm/swappiness"), "60\n").unwrap();
+        std::os::unix::fs::symlink("/etc", dir.path().join("net/etc")).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", dir.path().join("vm/host")).unwrap();
+        nix::unistd::mkfifo(&dir.path().join("vm/fifo"), Mode::from_bits_truncate(0o644)).unwrap();
+        let mut seen = Vec::new();
+        tree.walk(&[], &mut |path, found| seen.push((path.join("/"), found)))
+            .unwrap();
+        assert_eq!(
+            seen,
+            [
+                (
+                    "net/ipv4/tcp_fin_timeout".to_owned(),
+                    Found::Text("60\n".into())
+                ),
+                ("net/ipv4/tcp_ro".to_owned(), Found::ReadOnly),
+                ("vm/swappiness".to_owned(), Found::Text("60\n".into())),
+            ]
+        );
+        let mut under = Vec::new();
+        tree.walk(&["vm".to_owned()], &mut |path, _| {
+            under.push(path.join("/"))
+        })
+        .unwrap();
+        assert_eq!(under, ["vm/swappiness"]);
+        assert!(
+            tree.walk(&["net".to_owned(), "etc".to_owned()], &mut |_, _| {})
+                .is_err()
+        );
+
+        // Deeper than any key: not descended into.
+        let deep: PathBuf = std::iter::repeat_n("d", MAX_DEPTH + 2).collect();
+        std::fs::create_dir_all(dir.path().join("net").join(&deep)).unwrap();
+        std::fs::write(dir.path().join("net").join(&deep).join("k"), "1\n").unwrap();
+        let mut count = 0;
+        tree.walk(&[], &mut |_, _| count += 1).unwrap();
+        assert_eq!(count, 3);
     }
 
     #[test]

@@ -1,9 +1,7 @@
 //! The `sysprof` binary: parse the command line, run, exit with the documented code.
 
-use clap::Parser;
-
 fn main() {
-    let cli = match sysprof::cli::Cli::try_parse() {
+    let cli = match sysprof::cli::lean::parse(std::env::args_os().collect()) {
         Ok(cli) => cli,
         Err(err) => {
             let _ = err.print();

@@ -144,18 +144,24 @@ pub fn export(
 
 /// A note naming the keys `validate` will refuse as unknown, if any.
 fn unknown_to_schema(schema: &Schema, items: &[Item]) -> Option<String> {
-    let unknown: Vec<String> = items
+    use std::fmt::Write as _;
+    let unknown: Vec<&Item> = items
         .iter()
         .filter(|i| schema.lookup(&i.key).is_none())
-        .map(|i| i.key.to_string())
         .collect();
-    (!unknown.is_empty()).then(|| {
-        format!(
-            "{} key(s) unknown to the schema; validate and apply refuse them until a --schema dir describes them: {}",
-            unknown.len(),
-            unknown.join(", ")
-        )
-    })
+    if unknown.is_empty() {
+        return None;
+    }
+    // One string for the whole list: an export of every key names hundreds.
+    let mut note = format!(
+        "{} key(s) unknown to the schema; validate and apply refuse them until a --schema dir describes them: ",
+        unknown.len()
+    );
+    for (i, item) in unknown.iter().enumerate() {
+        let separator = if i == 0 { "" } else { ", " };
+        write!(note, "{separator}{}", item.key).ok();
+    }
+    Some(note)
 }
 
 fn open_tree(g: &Global) -> Result<SysctlTree> {

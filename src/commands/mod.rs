@@ -117,7 +117,7 @@ pub fn run(cli: Cli) -> i32 {
 
 fn dispatch(cli: &Cli, io: &mut Io) -> Result<i32> {
     let g = &cli.global;
-    match &cli.command {
+    match &cli.command.0 {
         Command::Validate { profiles } => validate_cmd::run(g, profiles, io),
         Command::Diff { profile, exit_code } => diff::run(g, profile, *exit_code, io),
         Command::Apply {
