@@ -41,18 +41,7 @@ impl SysctlKey {
         if total > MAX_KEY_LEN + 1 {
             return Err(reject(&text(), format!("longer than {MAX_KEY_LEN} bytes")));
         }
-        if components.len() < 2 {
-            return Err(reject(
-                &text(),
-                "a sysctl key has at least two components (e.g. vm.swappiness)",
-            ));
-        }
-        for component in &components {
-            // The message needs the whole key; build it only for a component that fails.
-            if check_component("", component, false).is_err() {
-                check_component(&text(), component, false)?;
-            }
-        }
+        check_components(&components, false, &text)?;
         Ok(Self { components })
     }
 
@@ -172,16 +161,29 @@ fn split(text: &str, allow_glob: bool) -> Result<Vec<String>> {
         ));
     }
     let components = split_separators(text);
+    check_components(&components, allow_glob, &|| text.to_owned())?;
+    Ok(components)
+}
+
+/// The checks every key's components pass: at least two, each one allowed. `text` renders the
+/// key for a message, only when a check fails.
+fn check_components(
+    components: &[String],
+    allow_glob: bool,
+    text: &dyn Fn() -> String,
+) -> Result<()> {
     if components.len() < 2 {
         return Err(reject(
-            text,
+            &text(),
             "a sysctl key has at least two components (e.g. vm.swappiness)",
         ));
     }
-    for component in &components {
-        check_component(text, component, allow_glob)?;
+    for component in components {
+        if check_component("", component, allow_glob).is_err() {
+            check_component(&text(), component, allow_glob)?;
+        }
     }
-    Ok(components)
+    Ok(())
 }
 
 fn check_component(text: &str, component: &str, allow_glob: bool) -> Result<()> {

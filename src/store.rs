@@ -169,6 +169,14 @@ struct LegacyHistory {
     entries: Vec<HistoryEntry>,
 }
 
+/// The error for a history file that does not parse (either format).
+fn corrupt_history(path: &Path, cause: impl std::fmt::Display) -> Error {
+    Error::state(
+        format!("history {} is corrupt: {cause}", path.display()),
+        Some("restore it from backup; records/ still holds every snapshot"),
+    )
+}
+
 /// One history line, newline-terminated.
 fn history_line(entry: &HistoryEntry) -> Vec<u8> {
     let mut line = serde_json::to_vec(entry).expect("history entries serialise");
@@ -290,15 +298,10 @@ impl Store {
     /// entries come from a legacy `history.json`, or there is no history yet).
     fn read_history(&self) -> Result<(Vec<HistoryEntry>, Option<u64>)> {
         let path = self.dir.join(HISTORY);
-        let corrupt = |e: String| {
-            Error::state(
-                format!("history {} is corrupt: {e}", path.display()),
-                Some("restore it from backup; records/ still holds every snapshot"),
-            )
-        };
         match read_nofollow(&path)? {
             Some(bytes) => {
-                let (entries, complete) = parse_history(&bytes).map_err(corrupt)?;
+                let (entries, complete) =
+                    parse_history(&bytes).map_err(|e| corrupt_history(&path, e))?;
                 Ok((entries, Some(complete as u64)))
             }
             None => Ok((self.legacy_history()?, None)),
@@ -312,12 +315,7 @@ impl Store {
             None => Ok(Vec::new()),
             Some(bytes) => serde_json::from_slice::<LegacyHistory>(&bytes)
                 .map(|h| h.entries)
-                .map_err(|e| {
-                    Error::state(
-                        format!("history {} is corrupt: {e}", path.display()),
-                        Some("restore it from backup; records/ still holds every snapshot"),
-                    )
-                }),
+                .map_err(|e| corrupt_history(&path, e)),
         }
     }
 
