@@ -1,5 +1,5 @@
 //! Build script: turns the embedded schema (`schema/keys.yaml`, `schema/rules.yaml`) into Rust
-//! `static` tables in `OUT_DIR/schema.rs`, which `src/schema.rs` includes. Loading the embedded
+//! `static` tables in `OUT_DIR/schema.rs`, which `src/schema/mod.rs` includes. Loading the embedded
 //! schema then costs nothing at start-up: no parsing, no allocation, and exact keys are found by
 //! binary search in a table sorted here.
 //!
@@ -7,7 +7,7 @@
 //! `#[path]`) and checked as `--schema DIR` is at run time: every entry cites a source, no key or
 //! rule id is listed twice, names are keys or patterns. A problem fails the build with the file
 //! and serde's message (line and column). Names are split by the crate's own sysctl.d(5) rule
-//! (`src/key/chars.rs`); a unit test checks the tables against the full key parser.
+//! (`src/profile/key/chars.rs`); a unit test checks the tables against the full key parser.
 
 use std::fmt::Write as _;
 
@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 #[path = "src/schema/types.rs"]
 mod types;
 
-#[path = "src/key/chars.rs"]
+#[path = "src/profile/key/chars.rs"]
 mod key_chars;
 
 use types::{
@@ -70,7 +70,7 @@ fn fail(file: &str, message: &str) -> ! {
 }
 
 /// Splits a name as `SysctlKey`/`KeyPattern` do (the same first-separator rule and characters,
-/// from `src/key/chars.rs`). Checks only what the tables need.
+/// from `src/profile/key/chars.rs`). Checks only what the tables need.
 fn name(text: &str) -> Result<Name, String> {
     let components = key_chars::split_separators(text.trim());
     let valid = |c: &String| {

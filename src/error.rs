@@ -4,13 +4,49 @@
 //! Messages are lowercase phrases; `help` lines are rendered by the CLI. This module must not
 //! print anything.
 
+use std::fmt;
 use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use nix::libc;
-use std::path::PathBuf;
 
-use crate::key::SysctlKey;
-use crate::profile::Location;
+/// A position in an input file (a profile, a sysctl.d file, a hosts file).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Location {
+    /// The file as the user named it (parents: joined to the child's directory).
+    pub file: Arc<str>,
+    /// Line, from 1.
+    pub line: usize,
+    /// Column, from 1.
+    pub col: usize,
+}
+
+impl Location {
+    /// Line 1, column 1 of `file`: for errors about a file as a whole.
+    pub fn start(file: impl Into<Arc<str>>) -> Self {
+        Self {
+            file: file.into(),
+            line: 1,
+            col: 1,
+        }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.col)
+    }
+}
+
+/// The candidate most like `word` (Jaro-Winkler above 0.85), for "did you mean" help lines.
+pub fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .map(|c| (strsim::jaro_winkler(word, c), c))
+        .filter(|(score, _)| *score > 0.85)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
 
 /// Shorthand used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -186,8 +222,8 @@ pub enum Error {
     Kernel {
         /// "read" or "write".
         op: &'static str,
-        /// The key.
-        key: SysctlKey,
+        /// The key, dotted.
+        key: String,
         /// The classified errno.
         fault: KernelFault,
         /// The value being written, if any.

@@ -1,47 +1,26 @@
 //! sysprof: declarative, validated, reversible Linux sysctl profiles.
 //!
-//! The pipeline, one module per stage:
+//! The crate is laid out as the pipeline it runs, one directory per stage:
 //!
 //! ```text
-//! profile (YAML, positions) → schema + validate + rules (constraints) → plan (diff, plain data)
-//!     → apply (journaled transaction) → store (snapshots, history, lock) → rollback / recover
+//! profile (YAML, keys, values, positions) → schema (catalogue, validate, rules)
+//!     → change (plan, transaction, store, rollback, persist)
+//!     → canary (health gates, confirm/watcher, cohorts: policies around one transaction)
+//! adopt (import, export, boot order, k8s) and diagnose (doctor, drift) serve operators;
+//! kernel (sysctl tree, netns, /proc/net tables) is the only code touching the kernel;
+//! cli is the thin edge (flags → settings → commands → one renderer).
 //! ```
 //!
-//! `kernel` is the only code touching sysctl files; `netns` enters a namespace before it does;
-//! `cli` and `commands` are the thin edge that parses flags and renders results.
+//! `error` is the one error type and the exit codes; `env` is the process around the core
+//! (clock, sleep, identity, pid, spawning), injected so the core never reads it directly.
 #![deny(missing_docs)]
 
-pub mod apply;
-pub mod boot;
+pub mod adopt;
+pub mod canary;
+pub mod change;
 pub mod cli;
-pub mod commands;
-pub mod confirm;
-pub mod context;
-pub mod doctor;
-pub mod drift;
-pub mod emit;
+pub mod diagnose;
 pub mod error;
-pub mod export;
-pub mod fault;
-pub mod glob;
-pub mod health;
-pub mod import;
-pub mod json_schema;
-pub mod k8s;
 pub mod kernel;
-pub mod key;
-pub mod netns;
-pub mod persist;
-pub mod plan;
-pub mod procnet;
 pub mod profile;
-pub mod render;
-pub mod rollback;
-pub mod rollout;
-pub mod rules;
 pub mod schema;
-pub mod section;
-pub mod store;
-pub mod validate;
-pub mod value;
-pub mod yaml;

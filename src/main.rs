@@ -8,5 +8,5 @@ fn main() {
             std::process::exit(sysprof::cli::usage_exit_code(&err));
         }
     };
-    std::process::exit(sysprof::commands::run(cli));
+    std::process::exit(sysprof::cli::commands::run(cli));
 }

@@ -101,13 +101,13 @@ fn man_pages_come_from_the_same_definitions() {
 #[test]
 fn the_checked_in_json_schema_is_what_the_binary_prints() {
     let printed = sysprof(&["schema", "--json-schema"]).expect(0).stdout;
-    let path = repo().join(sysprof::json_schema::CHECKED_IN);
+    let path = repo().join(sysprof::schema::json_schema::CHECKED_IN);
     let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         printed == checked_in,
         "{} is stale: run `cargo run -- schema --json-schema > {}`",
         path.display(),
-        sysprof::json_schema::CHECKED_IN
+        sysprof::schema::json_schema::CHECKED_IN
     );
     for entry in std::fs::read_dir(repo().join("profiles")).unwrap() {
         let path = entry.unwrap().path();
@@ -137,7 +137,7 @@ fn json_schema_verdicts(docs: &[(&str, String)]) -> Vec<bool> {
         print(json.dumps([v.is_valid(d) for d in json.load(open(sys.argv[2]))]))\n";
     let out = Command::new("python3")
         .args(["-c", script])
-        .arg(repo().join(sysprof::json_schema::CHECKED_IN))
+        .arg(repo().join(sysprof::schema::json_schema::CHECKED_IN))
         .arg(&input)
         .output()
         .expect("python3 (with the jsonschema package: pip install jsonschema)");

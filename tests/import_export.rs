@@ -8,8 +8,8 @@ use std::path::Path;
 use std::process::Command;
 
 use common::{Netns, Sandbox};
-use sysprof::key::SysctlKey;
 use sysprof::profile::Profile;
+use sysprof::profile::key::SysctlKey;
 
 const BASE_CONF: &str = "\
 # base settings, procps and systemd syntax mixed

@@ -239,7 +239,7 @@ proptest! {
     #[test]
     fn yaml_reader_refuses_aliases(text in alias_yaml()) {
         invariants::check_yaml(&text);
-        prop_assert!(sysprof::yaml::parse(&text).is_err() || !text.contains('*'));
+        prop_assert!(sysprof::profile::yaml::parse(&text).is_err() || !text.contains('*'));
     }
 }
 
@@ -304,7 +304,7 @@ proptest! {
         let p: Vec<char> = pattern.chars().collect();
         let n: Vec<char> = name.chars().collect();
         prop_assert_eq!(
-            sysprof::glob::component_matches(&pattern, &name),
+            sysprof::adopt::glob::component_matches(&pattern, &name),
             reference_match(&p, &n),
             "{:?} against {:?}", pattern, name
         );
@@ -348,7 +348,7 @@ fn within(limit: std::time::Duration, check: impl FnOnce() + Send + 'static) {
 /// fixed with a saturating add in `value::parse_port_list`.
 #[test]
 fn port_lists_ending_at_u32_max_merge_without_overflow() {
-    use sysprof::value::parse_port_list;
+    use sysprof::profile::value::parse_port_list;
     assert_eq!(parse_port_list("0-4294967295,1"), Some(vec![(0, u32::MAX)]));
     assert_eq!(
         parse_port_list("4294967295,4294967295"),
@@ -367,8 +367,11 @@ fn globs_with_many_stars_match_in_linear_time() {
     within(std::time::Duration::from_secs(10), || {
         invariants::check_import("#c&ommant\n******************kerneynrlt*****/***e=lter\n");
         let pattern = format!("{}b", "*a".repeat(31));
-        assert!(!sysprof::glob::component_matches(&pattern, &"a".repeat(64)));
-        assert!(sysprof::glob::component_matches(
+        assert!(!sysprof::adopt::glob::component_matches(
+            &pattern,
+            &"a".repeat(64)
+        ));
+        assert!(sysprof::adopt::glob::component_matches(
             &pattern,
             &format!("{}b", "a".repeat(63))
         ));
@@ -379,8 +382,10 @@ fn globs_with_many_stars_match_in_linear_time() {
 /// positions past `text.lines().count()` are right; the invariant counts lines the YAML way.
 #[test]
 fn lone_carriage_returns_are_yaml_line_breaks() {
-    let node = sysprof::yaml::parse("a: 1\r\r\rb: 2\r").unwrap().unwrap();
-    let sysprof::yaml::NodeKind::Map(entries) = &node.kind else {
+    let node = sysprof::profile::yaml::parse("a: 1\r\r\rb: 2\r")
+        .unwrap()
+        .unwrap();
+    let sysprof::profile::yaml::NodeKind::Map(entries) = &node.kind else {
         panic!("{node:?}")
     };
     assert_eq!(entries[1].0.mark.line, 4);

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use common::{Netns, Run, Sandbox, repo};
 use serde_json::Value as Json;
-use sysprof::rules::CODE_RULES;
+use sysprof::schema::rules::CODE_RULES;
 use sysprof::schema::{Schema, Severity};
 
 /// Stands for the name of a throwaway network namespace in a case's flags.

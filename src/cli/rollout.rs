@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 
-use crate::health::Gate;
-use crate::health::sample::PROC_NET;
+use crate::canary::health::Gate;
+use crate::canary::sample::PROC_NET;
 
 fn duration(raw: &str) -> Result<Duration, String> {
-    crate::section::parse_duration(raw)
+    crate::profile::section::parse_duration(raw)
 }
 
 // Health gate flags shared by `apply --watch` and `health` (no doc comment: see `SafeApply`).

@@ -10,15 +10,15 @@
 use std::path::{Component, Path, PathBuf};
 use std::sync::OnceLock;
 
+use sysprof::adopt::glob::{self, Glob};
+use sysprof::adopt::import::{self, Name};
 use sysprof::error::{Error, exit};
-use sysprof::glob::{self, Glob};
-use sysprof::import::{self, Name};
-use sysprof::key::{KeyPattern, SysctlKey};
 use sysprof::profile::Profile;
+use sysprof::profile::key::{KeyPattern, SysctlKey};
+use sysprof::profile::value::{Value, is_ambiguous_number, parse_decimal, parse_port_list};
+use sysprof::profile::yaml::{self, Node, NodeKind};
+use sysprof::schema::validate::{self, Target};
 use sysprof::schema::{Schema, Version};
-use sysprof::validate::{self, Target};
-use sysprof::value::{Value, is_ambiguous_number, parse_decimal, parse_port_list};
-use sysprof::yaml::{self, Node, NodeKind};
 
 /// A parsed key names a relative path strictly below the sysctl root, made of the key's own
 /// components, and its canonical text parses back to the same key.
@@ -275,7 +275,7 @@ fn check_loaded(profile: &Profile, path: &Path) {
     assert_eq!(again.fingerprint, profile.fingerprint);
     let report = validate::validate(profile, schema(), &target(profile));
     let mut out = Vec::new();
-    sysprof::render::findings(&mut out, profile, &report).unwrap();
+    sysprof::cli::render::findings(&mut out, profile, &report).unwrap();
 }
 
 fn check_load_error(e: &Error, child: &str, parent: &str) {
@@ -290,7 +290,7 @@ fn check_load_error(e: &Error, child: &str, parent: &str) {
         assert!(at.line >= 1 && at.line <= lines + 1, "{e} ({lines} lines)");
     }
     let mut out = Vec::new();
-    sysprof::render::error(&mut out, e).unwrap();
+    sysprof::cli::render::error(&mut out, e).unwrap();
 }
 
 fn target(profile: &Profile) -> Target {

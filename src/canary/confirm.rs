@@ -1,0 +1,600 @@
+//! Confirm or revert: changes that undo themselves unless someone (or a healthy watch) confirms.
+//!
+//! `apply --confirm-within` and `apply --watch` do not persist. They leave `pending.json` in the
+//! state dir, naming the applied record, a deadline and (for a watch) the applying process, and a
+//! detached watcher process (see `watcher`: a re-exec of sysprof as `__watch-deadline` in its own
+//! session, or a transient systemd unit) enforces it: at the deadline, when the watching process
+//! dies, or after a reboot, it rolls the change back. `sysprof confirm` persists the change as
+//! its own journaled record (same key changes, plus the sysctl.d file) and removes the pending
+//! file. Because nothing reached `/etc/sysctl.d` before the confirmation, a reboot reverts too.
+//!
+//! Order matters for a process killed at any instant: the pending file is written and the
+//! watcher started *before* the first kernel write, so whatever the apply got to, the watcher
+//! finds it (by record id, or by the first apply of this profile after `after_seq`).
+//! This module decides and acts; printing and reading argv are the commands' job.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::change::apply::{self, Outcome};
+use crate::change::context::Context;
+use crate::change::persist;
+use crate::change::plan::Plan;
+use crate::change::rollback::{self, RolledBack};
+use crate::change::store::{self, PersistChange, ProfileRef, Record, RecordKind, Store, StoreLock};
+use crate::error::{Error, Result};
+use crate::profile::Profile;
+
+pub use crate::canary::watcher::{Launcher, Owner, running, spawn_watcher};
+
+/// The pending change's file in the state dir (present only while a change awaits confirmation).
+pub const PENDING_FILE: &str = "pending.json";
+/// Where detached watchers write what they did.
+pub const WATCHER_LOG: &str = "watcher.log";
+/// Pending file format written by this build.
+pub const PENDING_FORMAT: u32 = 1;
+
+/// Who confirms a pending change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// A person or pipeline runs `sysprof confirm` before the deadline.
+    Confirm,
+    /// The applying process confirms after a healthy watch; its death reverts at once.
+    Watch,
+}
+
+/// The sysctl.d content to write when the change is confirmed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersistTarget {
+    /// The persisted file.
+    pub path: String,
+    /// Its content once confirmed.
+    pub after: String,
+}
+
+/// Why a pending change was rolled back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// Nobody confirmed before the deadline.
+    Deadline,
+    /// The watching `sysprof apply --watch` died before its window ended.
+    OwnerDied,
+    /// The host rebooted (the kernel already dropped the unpersisted values).
+    Rebooted,
+    /// A health gate tripped during the watch.
+    GateTripped,
+}
+
+/// A change awaiting confirmation: the content of `pending.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    /// File format.
+    pub format: u32,
+    /// Identifies this pending change to its watcher.
+    pub token: String,
+    /// Who confirms.
+    pub mode: Mode,
+    /// The profile applied.
+    pub profile: ProfileRef,
+    /// The last history seq before the change (0: empty history).
+    pub after_seq: u64,
+    /// The applied record, once the apply finished.
+    pub record: Option<String>,
+    /// When the change started (RFC 3339).
+    pub created: String,
+    /// The deadline, milliseconds since the Unix epoch.
+    pub deadline_ms: u64,
+    /// The applying process (watch mode).
+    pub owner: Option<Owner>,
+    /// The watcher's pid, once it started.
+    pub watcher_pid: Option<u32>,
+    /// How the watcher was started (`fork` or `systemd-run:UNIT`).
+    pub watcher: String,
+    /// `kernel.random.boot_id` when applied: a different one means the host rebooted.
+    pub boot_id: Option<String>,
+    /// The persisted file to write on confirmation (None: persisting is off).
+    pub persist: Option<PersistTarget>,
+    /// Set once a rollback started, so a confirmation cannot race it.
+    pub reverting: Option<Reason>,
+}
+
+impl Pending {
+    /// Time until the deadline (zero when past).
+    pub fn time_left(&self, now: SystemTime) -> Duration {
+        Duration::from_millis(self.deadline_ms).saturating_sub(since_epoch(now))
+    }
+
+    /// Whole seconds until the deadline, rounded up (so 3.9 s left reads 4).
+    pub fn secs_left(&self, now: SystemTime) -> u64 {
+        self.time_left(now).as_millis().div_ceil(1000) as u64
+    }
+
+    /// The deadline as RFC 3339 text.
+    pub fn deadline(&self) -> String {
+        let at = UNIX_EPOCH + Duration::from_millis(self.deadline_ms);
+        humantime::format_rfc3339_seconds(at).to_string()
+    }
+}
+
+fn since_epoch(t: SystemTime) -> Duration {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default()
+}
+
+fn deadline_after(ctx: &Context, within: Duration) -> u64 {
+    (since_epoch((ctx.now)()) + within).as_millis() as u64
+}
+
+/// The pending change, if any.
+pub fn load(store: &Store) -> Result<Option<Pending>> {
+    let path = store.dir().join(PENDING_FILE);
+    match store::read_nofollow(&path)? {
+        None => Ok(None),
+        Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            Error::state(
+                format!("{} is corrupt: {e}", path.display()),
+                Some("inspect it; `sysprof rollback` undoes the change, then remove the file"),
+            )
+        }),
+    }
+}
+
+fn save(store: &Store, pending: &Pending) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(pending).expect("pending serialises");
+    store::write_atomic(store.dir(), PENDING_FILE, &bytes)
+}
+
+fn clear(store: &Store) -> Result<()> {
+    store::remove_durably(store.dir(), PENDING_FILE)
+}
+
+/// Changes the pending file under the lock, if it is still the one named by `token`.
+fn update(
+    ctx: &Context,
+    token: &str,
+    change: impl FnOnce(&mut Pending),
+) -> Result<Option<Pending>> {
+    let _lock = ctx.store.lock(ctx.lock_timeout)?;
+    let Some(mut pending) = load(&ctx.store)?.filter(|p| p.token == token) else {
+        return Ok(None);
+    };
+    change(&mut pending);
+    save(&ctx.store, &pending)?;
+    Ok(Some(pending))
+}
+
+fn awaiting(p: &Pending, now: SystemTime) -> Error {
+    Error::state(
+        format!(
+            "a change awaits confirmation: {} ({:?} mode), rolled back at {} ({}s left) unless confirmed",
+            p.profile.name,
+            p.mode,
+            p.deadline(),
+            p.secs_left(now)
+        ),
+        Some("run `sysprof confirm` to keep it, or `sysprof rollback` to undo it now"),
+    )
+}
+
+/// How to start a pending change.
+pub struct Request {
+    /// Who confirms.
+    pub mode: Mode,
+    /// Time until the automatic rollback.
+    pub within: Duration,
+    /// The applying process (watch mode).
+    pub owner: Option<Owner>,
+    /// `kernel.random.boot_id` now.
+    pub boot_id: Option<String>,
+    /// How the watcher is started, recorded for `status`.
+    pub watcher: String,
+}
+
+/// What [`start`] did.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+#[allow(clippy::large_enum_variant)] // made once per command; boxing would buy nothing
+pub enum Started {
+    /// The kernel already matches the profile: nothing pending.
+    InSync,
+    /// Applied without persisting; the pending change names the record.
+    Applied {
+        /// Record id.
+        id: String,
+        /// History position.
+        seq: u64,
+        /// The record.
+        record: Record,
+        /// The pending change.
+        pending: Pending,
+    },
+}
+
+/// Applies without persisting, with a pending deadline and a running watcher (`launch`, which
+/// returns the watcher's pid when it knows it).
+pub fn start(
+    ctx: &mut Context,
+    profile: &Profile,
+    req: Request,
+    launch: &mut dyn FnMut(&Pending) -> Result<Option<u32>>,
+) -> Result<(Plan, Started)> {
+    let pending = {
+        let lock = ctx.store.lock(ctx.lock_timeout)?;
+        rollback::recover(ctx, &lock)?;
+        if let Some(p) = load(&ctx.store)? {
+            return Err(awaiting(&p, (ctx.now)()));
+        }
+        let pending = new_pending(ctx, profile, &req)?;
+        save(&ctx.store, &pending)?;
+        pending
+    };
+    match launch(&pending) {
+        Ok(Some(pid)) => {
+            update(ctx, &pending.token, |p| p.watcher_pid = Some(pid))?;
+        }
+        Ok(None) => {}
+        Err(e) => {
+            clear_if(ctx, &pending.token)?;
+            return Err(e);
+        }
+    }
+    let persist_file = ctx.persist_file.take();
+    let result = apply::apply(ctx, profile, false);
+    ctx.persist_file = persist_file;
+    match result {
+        Ok((plan, Outcome::Applied { id, seq, record })) => {
+            let attach = |p: &mut Pending| {
+                p.record = Some(id.clone());
+                p.deadline_ms = deadline_after(ctx, req.within);
+            };
+            let pending = update(ctx, &pending.token, attach)?
+                .ok_or_else(|| Error::state("the pending change vanished while applying", None))?;
+            Ok((
+                plan,
+                Started::Applied {
+                    id,
+                    seq,
+                    record,
+                    pending,
+                },
+            ))
+        }
+        Ok((plan, _)) => {
+            clear_if(ctx, &pending.token)?;
+            Ok((plan, Started::InSync))
+        }
+        Err(e) => {
+            clear_if(ctx, &pending.token)?;
+            Err(e)
+        }
+    }
+}
+
+fn new_pending(ctx: &Context, profile: &Profile, req: &Request) -> Result<Pending> {
+    let plan = Plan::build(profile, &ctx.tree);
+    let persist = ctx.persist_file.as_ref().map(|path| PersistTarget {
+        path: path.display().to_string(),
+        after: persist::render(&plan, &profile.path),
+    });
+    let now = (ctx.now)();
+    Ok(Pending {
+        format: PENDING_FORMAT,
+        token: format!("{:x}-{}", since_epoch(now).as_nanos(), std::process::id()),
+        mode: req.mode,
+        profile: ProfileRef {
+            name: profile.name.clone(),
+            path: profile.path.display().to_string(),
+            sha256: profile.fingerprint.clone(),
+        },
+        after_seq: ctx.store.history()?.last().map_or(0, |e| e.seq),
+        record: None,
+        created: humantime::format_rfc3339_seconds(now).to_string(),
+        deadline_ms: deadline_after(ctx, req.within),
+        owner: req.owner.clone(),
+        watcher_pid: None,
+        watcher: req.watcher.clone(),
+        boot_id: req.boot_id.clone(),
+        persist,
+        reverting: None,
+    })
+}
+
+fn clear_if(ctx: &Context, token: &str) -> Result<()> {
+    let _lock = ctx.store.lock(ctx.lock_timeout)?;
+    if load(&ctx.store)?.is_some_and(|p| p.token == token) {
+        clear(&ctx.store)?;
+    }
+    Ok(())
+}
+
+/// After a healthy watch with `--confirm-within`: wait for a person now, until `within` from now.
+pub fn hand_over(ctx: &Context, token: &str, within: Duration) -> Result<Pending> {
+    let deadline = deadline_after(ctx, within);
+    update(ctx, token, |p| {
+        p.mode = Mode::Confirm;
+        p.owner = None;
+        p.deadline_ms = deadline;
+    })?
+    .ok_or_else(|| Error::state("the pending change was rolled back during the watch", None))
+}
+
+/// Why the pending change must be rolled back now, if it must.
+pub fn due(p: &Pending, now: SystemTime, boot_id: Option<&str>) -> Option<Reason> {
+    if let Some(reason) = p.reverting {
+        return Some(reason);
+    }
+    if let (Some(then), Some(now_id)) = (p.boot_id.as_deref(), boot_id) {
+        if then != now_id {
+            return Some(Reason::Rebooted);
+        }
+    }
+    if p.mode == Mode::Watch && p.owner.as_ref().is_some_and(|o| !o.alive()) {
+        return Some(Reason::OwnerDied);
+    }
+    (p.time_left(now).is_zero()).then_some(Reason::Deadline)
+}
+
+/// The applied record of a pending change and whether it is still in effect.
+fn target(ctx: &Context, p: &Pending) -> Result<Option<(String, bool)>> {
+    let entries = rollback::entries(ctx)?;
+    let found = entries.iter().find(|e| match &p.record {
+        Some(id) => e.id == *id,
+        None => {
+            e.seq > p.after_seq
+                && e.record.kind == RecordKind::Apply
+                && e.record
+                    .profile
+                    .as_ref()
+                    .is_some_and(|r| r.sha256 == p.profile.sha256)
+        }
+    });
+    Ok(found.map(|e| (e.id.clone(), e.in_effect)))
+}
+
+/// What [`enforce`] found or did.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "snake_case", tag = "action")]
+#[allow(clippy::large_enum_variant)] // made once per poll; boxing would buy nothing
+pub enum Enforced {
+    /// No pending change (or another one than the watcher's).
+    Gone,
+    /// Not due yet.
+    Waiting {
+        /// Time left.
+        #[serde(serialize_with = "crate::profile::section::secs")]
+        left: Duration,
+    },
+    /// The change had already been rolled back by hand; the pending file was removed.
+    Cleared,
+    /// Rolled back.
+    Reverted {
+        /// Why.
+        reason: Reason,
+        /// The rollback (None: the change never reached the kernel, or a reboot undid it).
+        rollback: Option<RolledBack>,
+    },
+}
+
+/// What a look at the pending change calls for.
+#[allow(clippy::large_enum_variant)] // made once per poll
+enum Verdict {
+    Gone,
+    Wait(Duration),
+    Clear,
+    Revert(Pending, Reason, Option<(String, bool)>),
+}
+
+fn assess(
+    ctx: &Context,
+    token: Option<&str>,
+    force: Option<Reason>,
+    boot_id: Option<&str>,
+) -> Result<Verdict> {
+    let Some(p) = load(&ctx.store)?.filter(|p| token.is_none_or(|t| t == p.token)) else {
+        return Ok(Verdict::Gone);
+    };
+    let found = target(ctx, &p)?;
+    Ok(match force.or_else(|| due(&p, (ctx.now)(), boot_id)) {
+        Some(reason) => Verdict::Revert(p, reason, found),
+        None if p.record.is_some() && !found.is_some_and(|(_, live)| live) => Verdict::Clear,
+        None => Verdict::Wait(p.time_left((ctx.now)())),
+    })
+}
+
+/// Rolls the pending change back if it is due (or `force`d); the watcher calls this in a loop.
+/// Looking is lock-free (every state file is replaced by rename); acting takes the lock and
+/// looks again.
+pub fn enforce(
+    ctx: &Context,
+    token: Option<&str>,
+    force: Option<Reason>,
+    boot_id: Option<&str>,
+) -> Result<Enforced> {
+    match assess(ctx, token, force, boot_id)? {
+        Verdict::Gone => return Ok(Enforced::Gone),
+        Verdict::Wait(left) => return Ok(Enforced::Waiting { left }),
+        Verdict::Clear | Verdict::Revert(..) => {}
+    }
+    let lock = ctx.store.lock(ctx.lock_timeout)?;
+    // An apply killed between its kernel writes and its commit left a journal: finish or undo
+    // it first, so the history says whether there is a change to roll back.
+    rollback::recover(ctx, &lock)?;
+    let (mut p, reason, found) = match assess(ctx, token, force, boot_id)? {
+        Verdict::Gone => return Ok(Enforced::Gone),
+        Verdict::Wait(left) => return Ok(Enforced::Waiting { left }),
+        Verdict::Clear => {
+            clear(&ctx.store)?;
+            return Ok(Enforced::Cleared);
+        }
+        Verdict::Revert(p, reason, found) => (p, reason, found),
+    };
+    p.reverting = Some(reason);
+    save(&ctx.store, &p)?;
+    drop(lock);
+    let rolled = match found {
+        Some((id, true)) => Some(rollback::rollback(ctx, Some(&id), false)?),
+        _ => None,
+    };
+    clear_if(ctx, &p.token)?;
+    Ok(Enforced::Reverted {
+        reason,
+        rollback: rolled,
+    })
+}
+
+/// What [`confirm`] did.
+#[derive(Debug, Serialize)]
+pub struct Confirmed {
+    /// The change that was pending.
+    pub pending: Pending,
+    /// The persisting record (id, seq), when there was something to persist.
+    pub persisted: Option<(String, u64, Record)>,
+}
+
+/// Keeps the pending change: persists it as its own journaled record and drops the deadline.
+pub fn confirm(ctx: &Context, boot_id: Option<&str>) -> Result<Confirmed> {
+    let lock = ctx.store.lock(ctx.lock_timeout)?;
+    rollback::recover(ctx, &lock)?;
+    let p = load(&ctx.store)?
+        .ok_or_else(|| Error::state("nothing awaits confirmation", Some("see `sysprof status`")))?;
+    if due(&p, (ctx.now)(), boot_id).is_some() {
+        drop(lock);
+        enforce(ctx, Some(&p.token), None, boot_id)?;
+        return Err(Error::state(
+            format!(
+                "too late: the deadline for {} passed at {}; the change was rolled back",
+                p.profile.name,
+                p.deadline()
+            ),
+            Some("apply it again"),
+        ));
+    }
+    let Some((id, live)) = target(ctx, &p)? else {
+        return Err(Error::state(
+            "the pending change is still being applied",
+            Some("try again in a moment"),
+        ));
+    };
+    if !live {
+        clear(&ctx.store)?;
+        return Err(Error::state(
+            "the pending change was already rolled back",
+            None,
+        ));
+    }
+    let persisted = persist_step(ctx, &lock, &p, &id)?;
+    clear(&ctx.store)?;
+    Ok(Confirmed {
+        pending: p,
+        persisted,
+    })
+}
+
+/// Writes the sysctl.d file as a record repeating the applied key changes (their `before` is the
+/// value before the confirmed apply), so that one `sysprof rollback` undoes values and file.
+fn persist_step(
+    ctx: &Context,
+    lock: &StoreLock,
+    p: &Pending,
+    id: &str,
+) -> Result<Option<(String, u64, Record)>> {
+    let Some(target) = &p.persist else {
+        return Ok(None);
+    };
+    let before = persist::read(Path::new(&target.path))?;
+    if before.as_deref() == Some(target.after.as_str()) {
+        return Ok(None);
+    }
+    let (_, applied) = ctx.store.load(id)?;
+    let persist = PersistChange {
+        path: target.path.clone(),
+        before,
+        after: Some(target.after.clone()),
+    };
+    // `restores` names the confirmed apply: this record takes its place in the history's stack,
+    // so one `sysprof rollback` undoes values and file together.
+    let record = ctx.new_record(
+        ctx.store.next_seq()?,
+        RecordKind::Apply,
+        applied.profile.clone(),
+        Some(id.to_owned()),
+        applied.changes.clone(),
+        Some(persist),
+    );
+    let (rid, seq) = apply::execute(ctx, lock, &record)?;
+    Ok(Some((rid, seq, record)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(mode: Mode, deadline_ms: u64) -> Pending {
+        Pending {
+            format: PENDING_FORMAT,
+            token: "t".into(),
+            mode,
+            profile: ProfileRef {
+                name: "p".into(),
+                path: "p.yaml".into(),
+                sha256: "0".repeat(64),
+            },
+            after_seq: 0,
+            record: None,
+            created: String::new(),
+            deadline_ms,
+            owner: None,
+            watcher_pid: None,
+            watcher: "fork".into(),
+            boot_id: Some("boot-a".into()),
+            persist: None,
+            reverting: None,
+        }
+    }
+
+    #[test]
+    fn a_pending_change_is_due_at_its_deadline_after_a_reboot_or_when_its_owner_dies() {
+        let now = UNIX_EPOCH + Duration::from_secs(1000);
+        let p = pending(Mode::Confirm, 1_005_000);
+        assert_eq!(p.time_left(now), Duration::from_secs(5));
+        assert_eq!(due(&p, now, Some("boot-a")), None);
+        assert_eq!(
+            due(&p, now + Duration::from_secs(5), Some("boot-a")),
+            Some(Reason::Deadline)
+        );
+        assert_eq!(due(&p, now, Some("boot-b")), Some(Reason::Rebooted));
+        assert_eq!(
+            due(&p, now, None),
+            None,
+            "an unreadable boot id is not a reboot"
+        );
+
+        let mut watched = pending(Mode::Watch, 1_005_000);
+        watched.owner = Owner::current();
+        assert_eq!(due(&watched, now, None), None, "this test process is alive");
+        watched.owner.as_mut().unwrap().start += 1;
+        assert_eq!(
+            due(&watched, now, None),
+            Some(Reason::OwnerDied),
+            "same pid, other process"
+        );
+        watched.reverting = Some(Reason::GateTripped);
+        assert_eq!(due(&watched, now, None), Some(Reason::GateTripped));
+    }
+
+    #[test]
+    fn the_pending_file_round_trips_in_the_state_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path().join("state"));
+        store.ensure().unwrap();
+        assert_eq!(load(&store).unwrap(), None);
+        let p = pending(Mode::Confirm, 0);
+        save(&store, &p).unwrap();
+        assert_eq!(load(&store).unwrap(), Some(p));
+        clear(&store).unwrap();
+        assert_eq!(load(&store).unwrap(), None);
+    }
+}

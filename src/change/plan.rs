@@ -1,0 +1,252 @@
+//! Plans: what applying a profile would change, as plain data.
+//!
+//! A [`Plan`] compares each desired value with the kernel's current one and orders the writes so
+//! the kernel's own cross-key checks pass (ip_local_port_range vs ip_unprivileged_port_start).
+//! `diff` renders it, `apply` executes it, JSON output serialises it. Building a plan only reads.
+
+use std::fmt::Write as _;
+
+use crate::error::{Error, KernelFault};
+use crate::kernel::SysctlTree;
+use crate::profile::key::SysctlKey;
+use crate::profile::value::Value;
+use crate::profile::{Location, Profile};
+
+/// The state of one key relative to the profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Already at the desired value.
+    Unchanged,
+    /// Will be written.
+    Changed,
+    /// The key does not exist here (and is not optional).
+    Missing,
+    /// Optional key that does not exist here: skipped.
+    Skipped,
+    /// The key exists but cannot be read.
+    Unreadable,
+}
+
+/// One key of a plan.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Change {
+    /// The key.
+    pub key: SysctlKey,
+    /// The kernel's value now, if readable.
+    pub current: Option<Value>,
+    /// The profile's value.
+    pub desired: Value,
+    /// What applying will do.
+    pub status: Status,
+    /// Why it cannot be read, for `Unreadable`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Where the profile sets it.
+    pub at: Location,
+}
+
+/// Every key of a profile, in write order.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Plan {
+    /// Profile name.
+    pub profile: String,
+    /// Profile fingerprint.
+    pub fingerprint: String,
+    /// The keys.
+    pub changes: Vec<Change>,
+}
+
+impl Plan {
+    /// Reads the current value of every key the profile sets.
+    pub fn build(profile: &Profile, tree: &SysctlTree) -> Self {
+        let changes = profile.settings.values().map(|setting| {
+            let (current, status, error) = match tree.read(&setting.key) {
+                Ok(v) if v.same_as(&setting.value) => (Some(v), Status::Unchanged, None),
+                Ok(v) => (Some(v), Status::Changed, None),
+                Err(Error::Kernel {
+                    fault: KernelFault::NotFound,
+                    ..
+                }) if setting.optional => (None, Status::Skipped, None),
+                Err(Error::Kernel {
+                    fault: KernelFault::NotFound,
+                    ..
+                }) => (None, Status::Missing, None),
+                Err(e) => (None, Status::Unreadable, Some(e.to_string())),
+            };
+            Change {
+                key: setting.key.clone(),
+                current,
+                desired: setting.value.clone(),
+                status,
+                error,
+                at: setting.at.clone(),
+            }
+        });
+        let mut plan = Plan {
+            profile: profile.name.clone(),
+            fingerprint: profile.fingerprint.clone(),
+            changes: changes.collect(),
+        };
+        plan.order_for_kernel_checks();
+        plan
+    }
+
+    /// Keys that will be written.
+    pub fn pending(&self) -> impl Iterator<Item = &Change> {
+        self.changes.iter().filter(|c| c.status == Status::Changed)
+    }
+
+    /// Keys that block an apply (missing or unreadable).
+    pub fn blockers(&self) -> impl Iterator<Item = &Change> {
+        self.changes
+            .iter()
+            .filter(|c| matches!(c.status, Status::Missing | Status::Unreadable))
+    }
+
+    /// Whether the kernel already matches the profile.
+    pub fn in_sync(&self) -> bool {
+        self.pending().next().is_none() && self.blockers().next().is_none()
+    }
+
+    /// The kernel rejects `ip_local_port_range` below `ip_unprivileged_port_start` and vice
+    /// versa, checking against the *current* value of the other key. Raising the unprivileged
+    /// start must therefore wait until the range has moved up, and lowering the range must wait
+    /// until the start has moved down: write the start first exactly when it goes down.
+    fn order_for_kernel_checks(&mut self) {
+        let position =
+            |plan: &Plan, name: &str| plan.changes.iter().position(|c| c.key.to_string() == name);
+        let (Some(range), Some(start)) = (
+            position(self, "net.ipv4.ip_local_port_range"),
+            position(self, "net.ipv4.ip_unprivileged_port_start"),
+        ) else {
+            return;
+        };
+        let start_change = &self.changes[start];
+        let lowering = match (
+            start_change.current.as_ref().and_then(Value::as_int),
+            start_change.desired.as_int(),
+        ) {
+            (Some(now), Some(wanted)) => wanted < now,
+            _ => false,
+        };
+        if lowering && start > range {
+            let moved = self.changes.remove(start);
+            self.changes.insert(range, moved);
+        } else if !lowering && start < range {
+            let moved = self.changes.remove(range);
+            self.changes.insert(start, moved);
+        }
+    }
+
+    /// The plan as two sysctl.conf texts (current and desired) for a unified diff.
+    pub fn conf_texts(&self) -> (String, String) {
+        let (mut before, mut after) = (String::new(), String::new());
+        for change in &self.changes {
+            match &change.current {
+                Some(v) => writeln!(before, "{} = {v}", change.key),
+                None => writeln!(before, "# {} (absent)", change.key),
+            }
+            .ok();
+            writeln!(after, "{} = {}", change.key, change.desired).ok();
+        }
+        (before, after)
+    }
+
+    /// A unified diff of current vs desired, as sysctl.conf lines.
+    pub fn unified_diff(&self) -> String {
+        let (before, after) = self.conf_texts();
+        similar::TextDiff::from_lines(&before, &after)
+            .unified_diff()
+            .context_radius(2)
+            .header("kernel (now)", "profile")
+            .to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn tree_with(values: &[(&str, &str)]) -> (tempfile::TempDir, SysctlTree) {
+        let dir = tempfile::tempdir().unwrap();
+        for (key, value) in values {
+            let path = dir.path().join(SysctlKey::parse(key).unwrap().rel_path());
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, format!("{value}\n")).unwrap();
+        }
+        let tree = SysctlTree::open(dir.path()).unwrap();
+        (dir, tree)
+    }
+
+    fn profile(dir: &Path, body: &str) -> Profile {
+        let path = dir.join("p.yaml");
+        std::fs::write(&path, body).unwrap();
+        Profile::load(&path).unwrap()
+    }
+
+    #[test]
+    fn statuses_follow_the_kernel() {
+        let (dir, tree) = tree_with(&[
+            ("net.ipv4.tcp_fin_timeout", "60"),
+            ("net.ipv4.ip_local_port_range", "32768\t60999"),
+        ]);
+        let p = profile(
+            dir.path(),
+            "sysctls:\n  net.ipv4.tcp_fin_timeout: 60\n  net.ipv4.ip_local_port_range: [1024, 65535]\n  net.ipv4.tcp_gone: 1\n  net.ipv4.tcp_maybe: {value: 1, optional: true}\n",
+        );
+        let plan = Plan::build(&p, &tree);
+        let status = |k: &str| {
+            plan.changes
+                .iter()
+                .find(|c| c.key.to_string() == k)
+                .unwrap()
+                .status
+        };
+        assert_eq!(status("net.ipv4.tcp_fin_timeout"), Status::Unchanged);
+        assert_eq!(status("net.ipv4.ip_local_port_range"), Status::Changed);
+        assert_eq!(status("net.ipv4.tcp_gone"), Status::Missing);
+        assert_eq!(status("net.ipv4.tcp_maybe"), Status::Skipped);
+        assert!(!plan.in_sync());
+        let diff = plan.unified_diff();
+        assert!(
+            diff.contains("-net.ipv4.ip_local_port_range = 32768 60999"),
+            "{diff}"
+        );
+        assert!(
+            diff.contains("+net.ipv4.ip_local_port_range = 1024 65535"),
+            "{diff}"
+        );
+    }
+
+    #[test]
+    fn unprivileged_start_is_ordered_against_the_port_range() {
+        let keys = |plan: &Plan| {
+            plan.changes
+                .iter()
+                .map(|c| c.key.leaf().to_owned())
+                .collect::<Vec<_>>()
+        };
+        let (dir, tree) = tree_with(&[
+            ("net.ipv4.ip_local_port_range", "32768 60999"),
+            ("net.ipv4.ip_unprivileged_port_start", "1024"),
+        ]);
+        let up = profile(
+            dir.path(),
+            "sysctls:\n  net.ipv4.ip_local_port_range: [40000, 60999]\n  net.ipv4.ip_unprivileged_port_start: 35000\n",
+        );
+        assert_eq!(
+            keys(&Plan::build(&up, &tree)),
+            ["ip_local_port_range", "ip_unprivileged_port_start"]
+        );
+        let down = profile(
+            dir.path(),
+            "sysctls:\n  net.ipv4.ip_local_port_range: [600, 60999]\n  net.ipv4.ip_unprivileged_port_start: 500\n",
+        );
+        assert_eq!(
+            keys(&Plan::build(&down, &tree)),
+            ["ip_unprivileged_port_start", "ip_local_port_range"]
+        );
+    }
+}

@@ -1,0 +1,776 @@
+//! The state store: snapshots, history, the write-ahead journal and the lock.
+//!
+//! Layout of the state dir (0700, files 0600):
+//!
+//! ```text
+//! lock                  flock(2) target; holds the pid of the process changing the host
+//! records/<sha256>.json one per change: old and new value of every key, persisted-file
+//!                       before/after, profile, time, user, kernel. Named by the sha256 of its
+//!                       bytes and verified on every read.
+//! history.jsonl         the committed record ids, one JSON line each, oldest first
+//! journal.json          present only while a change is in flight: record id + phase
+//! ```
+//!
+//! Records and the journal are written to a temp file in the same directory, fsync'd, renamed,
+//! and the directory fsync'd, so a crash leaves either the old or the new file. The history is
+//! append-only: a commit writes one line and `fdatasync`s it (one flush, whatever the history's
+//! length); a last line without its newline is an append a crash cut short, never committed, so
+//! it is ignored and overwritten by the next commit. The record and the journal are durable
+//! before the first kernel write; the journal goes only after the history names the record (its
+//! removal is not fsync'd: a journal whose record is in the history is completed by the next
+//! `recover`). A `history.json` of earlier builds is read, and replaced by `history.jsonl` at the
+//! next commit. This module stores and verifies; deciding what to undo is `rollback`'s job.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::profile::hex;
+
+/// Default state directory.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/sysprof";
+/// Record format written by this build.
+pub const RECORD_FORMAT: u32 = 1;
+/// Length of the short ids shown to users.
+pub const SHORT_ID: usize = 12;
+
+/// What a record did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordKind {
+    /// `sysprof apply`.
+    Apply,
+    /// `sysprof rollback`.
+    Rollback,
+}
+
+/// The profile a record applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileRef {
+    /// Its name.
+    pub name: String,
+    /// The path given on the command line.
+    pub path: String,
+    /// Its fingerprint (sha256 over its files).
+    pub sha256: String,
+}
+
+/// One key's change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyChange {
+    /// The key, dotted.
+    pub key: String,
+    /// The kernel's value before.
+    pub before: String,
+    /// The value written.
+    pub after: String,
+}
+
+/// The persisted sysctl.d file before and after (None = absent).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersistChange {
+    /// The file.
+    pub path: String,
+    /// Its content before.
+    pub before: Option<String>,
+    /// Its content after.
+    pub after: Option<String>,
+}
+
+/// A snapshot of one change: enough to undo it and to explain it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// Record format version.
+    pub format: u32,
+    /// Position in the history this record was written for.
+    pub seq: u64,
+    /// Apply or rollback.
+    pub kind: RecordKind,
+    /// UTC time, RFC 3339.
+    pub time: String,
+    /// Who ran it (uid and name).
+    pub user: String,
+    /// Host name.
+    pub host: String,
+    /// Kernel release.
+    pub kernel: String,
+    /// Network namespace, if `--netns` was used.
+    pub netns: Option<String>,
+    /// The profile applied (apply records).
+    pub profile: Option<ProfileRef>,
+    /// For rollbacks: the record whose prior state this restores. For the persisting apply
+    /// that `sysprof confirm` writes: the unpersisted apply it confirms (and replaces).
+    pub restores: Option<String>,
+    /// Key changes in write order.
+    pub changes: Vec<KeyChange>,
+    /// The persisted file change, if any.
+    pub persist: Option<PersistChange>,
+}
+
+impl Record {
+    /// The canonical bytes that are hashed and stored.
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        let mut bytes = serde_json::to_vec_pretty(self).expect("records serialise");
+        bytes.push(b'\n');
+        bytes
+    }
+
+    /// Whether the record changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty() && self.persist.as_ref().is_none_or(|p| p.before == p.after)
+    }
+}
+
+/// The phase of an in-flight change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Record durable; kernel writes may have started. The only phase this build writes.
+    Intent,
+    /// Every kernel write done and read back, no persist step to follow (written by earlier
+    /// builds; recovery still completes such a journal).
+    Written,
+    /// Persisted file renamed into place (older builds; recovery still completes it).
+    Persisted,
+}
+
+/// The journal: which record is in flight and how far it got.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Journal {
+    /// Record id.
+    pub id: String,
+    /// Phase reached.
+    pub phase: Phase,
+}
+
+/// One history line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// 1-based position.
+    pub seq: u64,
+    /// Record id.
+    pub id: String,
+}
+
+/// The history file.
+const HISTORY: &str = "history.jsonl";
+/// The whole-file history of earlier builds.
+const LEGACY_HISTORY: &str = "history.json";
+
+#[derive(Debug, Default, Deserialize)]
+struct LegacyHistory {
+    entries: Vec<HistoryEntry>,
+}
+
+/// The error for a history file that does not parse (either format).
+fn corrupt_history(path: &Path, cause: impl std::fmt::Display) -> Error {
+    Error::state(
+        format!("history {} is corrupt: {cause}", path.display()),
+        Some("restore it from backup; records/ still holds every snapshot"),
+    )
+}
+
+/// One history line, newline-terminated.
+fn history_line(entry: &HistoryEntry) -> Vec<u8> {
+    let mut line = serde_json::to_vec(entry).expect("history entries serialise");
+    line.push(b'\n');
+    line
+}
+
+/// The entries of complete lines and the length of those lines; a last line without its
+/// newline (an append cut short) is left out.
+fn parse_history(bytes: &[u8]) -> std::result::Result<(Vec<HistoryEntry>, usize), String> {
+    let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let entries = bytes[..complete]
+        .split(|&b| b == b'\n')
+        .enumerate()
+        .filter(|(_, line)| !line.is_empty())
+        .map(|(i, line)| serde_json::from_slice(line).map_err(|e| format!("line {}: {e}", i + 1)))
+        .collect::<std::result::Result<_, _>>()?;
+    Ok((entries, complete))
+}
+
+/// Proof that the caller holds the state lock; released on drop.
+#[derive(Debug)]
+pub struct StoreLock {
+    _lock: Flock<File>,
+}
+
+impl Drop for StoreLock {
+    /// Clears the pid before unlocking: the file names the holder only while it holds the lock.
+    fn drop(&mut self) {
+        let _ = self._lock.set_len(0);
+    }
+}
+
+/// The state directory.
+#[derive(Debug, Clone)]
+pub struct Store {
+    dir: PathBuf,
+}
+
+impl Store {
+    /// A store at `dir`; nothing is created until something is written.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Creates the directory layout (0700) and refuses symlinks or foreign owners.
+    pub fn ensure(&self) -> Result<()> {
+        for dir in [self.dir.clone(), self.dir.join("records")] {
+            match fs::symlink_metadata(&dir) {
+                Ok(meta) => check_private_dir(&dir, &meta)?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(0o700)
+                        .create(&dir)
+                        .map_err(|e| Error::io("create", &dir, e))?;
+                }
+                Err(e) => return Err(Error::io("inspect", &dir, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the lock, waiting up to `timeout`.
+    pub fn lock(&self, timeout: Duration) -> Result<StoreLock> {
+        self.ensure()?;
+        let path = self.dir.join("lock");
+        let open = || {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .custom_flags(libc_nofollow())
+                .open(&path)
+        };
+        let deadline = Instant::now() + timeout;
+        loop {
+            let file = open().map_err(|e| Error::io("open", &path, e))?;
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(mut lock) => {
+                    // No fsync: the pid only names the holder to a waiting process (the page
+                    // cache is coherent), and a crash releases the flock anyway.
+                    lock.set_len(0)
+                        .and_then(|_| writeln!(lock, "{}", std::process::id()))
+                        .map_err(|e| Error::io("write", &path, e))?;
+                    return Ok(StoreLock { _lock: lock });
+                }
+                Err((_, nix::errno::Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                    let holder = self.lock_holder();
+                    return Err(Error::Locked { path, holder });
+                }
+                Err((_, errno)) => return Err(Error::io("lock", &path, errno.into())),
+            }
+        }
+    }
+
+    /// The pid written by the process holding the lock, if any (the file is emptied on release).
+    pub fn lock_holder(&self) -> Option<u32> {
+        let text = fs::read_to_string(self.dir.join("lock")).ok()?;
+        text.trim().parse().ok()
+    }
+
+    /// Committed history, oldest first.
+    pub fn history(&self) -> Result<Vec<HistoryEntry>> {
+        Ok(self.read_history()?.0)
+    }
+
+    /// The history and the length of its file up to the last complete line (`None` when the
+    /// entries come from a legacy `history.json`, or there is no history yet).
+    fn read_history(&self) -> Result<(Vec<HistoryEntry>, Option<u64>)> {
+        let path = self.dir.join(HISTORY);
+        match read_nofollow(&path)? {
+            Some(bytes) => {
+                let (entries, complete) =
+                    parse_history(&bytes).map_err(|e| corrupt_history(&path, e))?;
+                Ok((entries, Some(complete as u64)))
+            }
+            None => Ok((self.legacy_history()?, None)),
+        }
+    }
+
+    /// The whole-file history of earlier builds, if there is one.
+    fn legacy_history(&self) -> Result<Vec<HistoryEntry>> {
+        let path = self.dir.join(LEGACY_HISTORY);
+        match read_nofollow(&path)? {
+            None => Ok(Vec::new()),
+            Some(bytes) => serde_json::from_slice::<LegacyHistory>(&bytes)
+                .map(|h| h.entries)
+                .map_err(|e| corrupt_history(&path, e)),
+        }
+    }
+
+    /// Loads and verifies a record by full id or unique prefix.
+    pub fn load(&self, id: &str) -> Result<(String, Record)> {
+        let id = self.resolve_id(id)?;
+        let path = self.record_path(&id);
+        let bytes = read_nofollow(&path)?.ok_or_else(|| missing_snapshot(&id))?;
+        if hex(&Sha256::digest(&bytes)) != id {
+            return Err(Error::state(
+                format!(
+                    "snapshot {} is corrupt or was tampered with: its sha256 does not match its name",
+                    &id[..SHORT_ID]
+                ),
+                Some(
+                    "it will not be used; roll back to another snapshot with `sysprof rollback --to ID`",
+                ),
+            ));
+        }
+        let record = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::state(
+                format!("snapshot {} cannot be read: {e}", &id[..SHORT_ID]),
+                None,
+            )
+        })?;
+        Ok((id, record))
+    }
+
+    fn resolve_id(&self, prefix: &str) -> Result<String> {
+        if prefix.len() < 4 || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::state(
+                format!("{prefix:?} is not a snapshot id"),
+                Some("ids are hex; see `sysprof history`"),
+            ));
+        }
+        let ids: Vec<String> = self
+            .history()?
+            .into_iter()
+            .map(|e| e.id)
+            .filter(|id| id.starts_with(&prefix.to_ascii_lowercase()))
+            .collect();
+        let journal = self
+            .journal()?
+            .map(|j| j.id)
+            .filter(|id| id.starts_with(prefix));
+        match (ids.as_slice(), journal) {
+            ([one], _) => Ok(one.clone()),
+            ([], Some(id)) => Ok(id),
+            ([], None) => Err(missing_snapshot(prefix)),
+            _ => Err(Error::state(
+                format!("snapshot id {prefix:?} is ambiguous"),
+                Some("give more characters"),
+            )),
+        }
+    }
+
+    fn record_path(&self, id: &str) -> PathBuf {
+        self.dir.join("records").join(format!("{id}.json"))
+    }
+
+    /// Makes a record and its journal durable; returns the record id.
+    pub fn begin(&self, _lock: &StoreLock, record: &Record) -> Result<String> {
+        let bytes = record.canonical_bytes();
+        let id = hex(&Sha256::digest(&bytes));
+        write_atomic(&self.dir.join("records"), &format!("{id}.json"), &bytes)?;
+        self.set_phase(&id, Phase::Intent)?;
+        Ok(id)
+    }
+
+    /// Records how far the in-flight change got.
+    pub fn set_phase(&self, id: &str, phase: Phase) -> Result<()> {
+        let journal = Journal {
+            id: id.to_owned(),
+            phase,
+        };
+        write_atomic(
+            &self.dir,
+            "journal.json",
+            &serde_json::to_vec(&journal).expect("journal serialises"),
+        )
+    }
+
+    /// The in-flight change, if a previous run did not finish.
+    pub fn journal(&self) -> Result<Option<Journal>> {
+        let path = self.dir.join("journal.json");
+        match read_nofollow(&path)? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                Error::state(
+                    format!("journal {} is corrupt: {e}", path.display()),
+                    Some("inspect records/ and remove the journal by hand"),
+                )
+            }),
+        }
+    }
+
+    /// Appends the record to the history, then drops the journal.
+    pub fn commit(&self, _lock: &StoreLock, id: &str) -> Result<u64> {
+        let (entries, complete) = self.read_history()?;
+        let seq = match entries.last() {
+            Some(last) if last.id == id => last.seq,
+            last => {
+                let entry = HistoryEntry {
+                    seq: last.map_or(1, |e| e.seq + 1),
+                    id: id.to_owned(),
+                };
+                match complete {
+                    Some(len) => self.append_history(len, &entry)?,
+                    None => self.start_history(&entries, &entry)?,
+                }
+                entry.seq
+            }
+        };
+        // Not fsync'd: the history above is durable and names the record, and a journal that
+        // survives a power loss is completed by the next `recover` (its id is in the history),
+        // which also makes the removal durable with the next journal write.
+        remove(&self.dir.join("journal.json"))?;
+        Ok(seq)
+    }
+
+    /// Writes `entry` as the line after the first `len` bytes (dropping a cut-short last line)
+    /// and flushes it: one `fdatasync`, no rename, no directory flush.
+    fn append_history(&self, len: u64, entry: &HistoryEntry) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        let path = self.dir.join(HISTORY);
+        let file = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc_nofollow())
+            .open(&path)
+            .map_err(|e| Error::io("open", &path, e))?;
+        let line = history_line(entry);
+        // Crash tests stop between two halves to leave a torn line; one write otherwise.
+        let split = match cfg!(feature = "fault-injection") {
+            true => line.len() / 2,
+            false => line.len(),
+        };
+        let (head, tail) = line.split_at(split);
+        crate::change::fault::point("before-append", HISTORY);
+        file.set_len(len)
+            .and_then(|()| file.write_all_at(head, len))
+            .map_err(|e| Error::io("append to", &path, e))?;
+        crate::change::fault::point("mid-append", HISTORY);
+        file.write_all_at(tail, len + head.len() as u64)
+            .and_then(|()| file.sync_data())
+            .map_err(|e| Error::io("append to", &path, e))?;
+        crate::change::fault::point("after-append", HISTORY);
+        Ok(())
+    }
+
+    /// Creates `history.jsonl` with the legacy entries (if any) and `entry`, then removes the
+    /// legacy file. Between the two, both exist and the new one is read.
+    fn start_history(&self, legacy: &[HistoryEntry], entry: &HistoryEntry) -> Result<()> {
+        let text: Vec<u8> = legacy
+            .iter()
+            .chain(std::iter::once(entry))
+            .flat_map(history_line)
+            .collect();
+        write_atomic(&self.dir, HISTORY, &text)?;
+        remove_durably(&self.dir, LEGACY_HISTORY)
+    }
+
+    /// Drops an in-flight change that was fully undone, with its record.
+    pub fn abandon(&self, _lock: &StoreLock, id: &str) -> Result<()> {
+        remove_durably(&self.dir, "journal.json")?;
+        if !self.history()?.iter().any(|e| e.id == id) {
+            remove_durably(&self.dir.join("records"), &format!("{id}.json"))?;
+        }
+        Ok(())
+    }
+
+    /// The next sequence number.
+    pub fn next_seq(&self) -> Result<u64> {
+        Ok(self.history()?.last().map_or(1, |e| e.seq + 1))
+    }
+}
+
+fn missing_snapshot(id: &str) -> Error {
+    Error::state(
+        format!("no snapshot {id:?} in the history"),
+        Some("list snapshots with `sysprof history`"),
+    )
+}
+
+fn check_private_dir(dir: &Path, meta: &fs::Metadata) -> Result<()> {
+    if meta.file_type().is_symlink() || !meta.is_dir() {
+        return Err(Error::state(
+            format!(
+                "state dir {} is not a plain directory (symlink?)",
+                dir.display()
+            ),
+            Some("remove it or pick another --state-dir"),
+        ));
+    }
+    if meta.uid() != nix::unistd::geteuid().as_raw() {
+        return Err(Error::state(
+            format!(
+                "state dir {} is owned by uid {}, not by us",
+                dir.display(),
+                meta.uid()
+            ),
+            None,
+        ));
+    }
+    if meta.mode() & 0o077 != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::io("chmod", dir, e))?;
+    }
+    Ok(())
+}
+
+fn libc_nofollow() -> i32 {
+    nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC
+}
+
+/// Reads a file without following a symlink at its name; `None` when absent.
+pub fn read_nofollow(path: &Path) -> Result<Option<Vec<u8>>> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc_nofollow())
+        .open(path);
+    let mut file = match file {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+            return Err(Error::state(
+                format!("{} is a symlink; refusing to follow it", path.display()),
+                None,
+            ));
+        }
+        Err(e) if e.raw_os_error() == Some(nix::libc::ENOTDIR) => {
+            let dir = path.parent().unwrap_or(path);
+            return Err(Error::state(
+                format!(
+                    "{} is not a plain directory (reading {})",
+                    dir.display(),
+                    path.display()
+                ),
+                Some("remove it or pick another --state-dir"),
+            ));
+        }
+        Err(e) => return Err(Error::io("read", path, e)),
+    };
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .map_err(|e| Error::io("read", path, e))?;
+    Ok(Some(bytes))
+}
+
+/// Writes `name` in `dir` durably: temp file (0600) in the same dir, fsync, rename, fsync dir.
+pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    write_atomic_mode(dir, name, bytes, 0o600)
+}
+
+/// [`write_atomic`] with an explicit file mode (the persisted sysctl.d file is world-readable).
+pub fn write_atomic_mode(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> Result<()> {
+    let target = dir.join(name);
+    let mut temp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .permissions(fs::Permissions::from_mode(mode))
+        .tempfile_in(dir)
+        .map_err(|e| Error::io("create a temp file in", dir, e))?;
+    temp.write_all(bytes)
+        .and_then(|_| temp.as_file().sync_all())
+        .map_err(|e| Error::io("write", temp.path().to_owned(), e))?;
+    crate::change::fault::point("before-rename", name);
+    temp.persist(&target)
+        .map_err(|e| Error::io("rename into", &target, e.error))?;
+    crate::change::fault::point("after-rename", name);
+    sync_dir(dir)
+}
+
+/// Removes `path` if present, without fsyncing its directory.
+fn remove(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io("remove", path, e)),
+        _ => Ok(()),
+    }
+}
+
+/// Removes `name` from `dir` (if present) and fsyncs the directory.
+pub fn remove_durably(dir: &Path, name: &str) -> Result<()> {
+    let path = dir.join(name);
+    match fs::remove_file(&path) {
+        Ok(()) => sync_dir(dir),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("remove", path, e)),
+    }
+}
+
+/// fsyncs a directory so renames and removals in it are durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io("sync", dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(seq: u64) -> Record {
+        Record {
+            format: RECORD_FORMAT,
+            seq,
+            kind: RecordKind::Apply,
+            time: "2026-11-22T00:00:00Z".into(),
+            user: "0(root)".into(),
+            host: "h".into(),
+            kernel: "6.18".into(),
+            netns: None,
+            profile: None,
+            restores: None,
+            changes: vec![KeyChange {
+                key: "net.ipv4.tcp_fin_timeout".into(),
+                before: "60".into(),
+                after: "30".into(),
+            }],
+            persist: None,
+        }
+    }
+
+    #[test]
+    fn history_appends_lines_and_ignores_a_torn_last_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path().join("state"));
+        let lock = store.lock(Duration::from_secs(1)).unwrap();
+        let ids: Vec<String> = (1..=2)
+            .map(|seq| store.begin(&lock, &record(seq)).unwrap())
+            .collect();
+        assert_eq!(store.commit(&lock, &ids[0]).unwrap(), 1);
+        let path = dir.path().join("state").join(HISTORY);
+        let one_line = std::fs::read(&path).unwrap();
+        // A crash in the middle of the next append leaves half a line.
+        let mut torn = one_line.clone();
+        torn.extend_from_slice(br#"{"seq":2,"id":"ab"#);
+        std::fs::write(&path, &torn).unwrap();
+        assert_eq!(
+            store.history().unwrap().len(),
+            1,
+            "the torn line is not an entry"
+        );
+        assert_eq!(store.commit(&lock, &ids[1]).unwrap(), 2);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(text.ends_with('\n') && !text.contains("\"ab{"), "{text}");
+        assert_eq!(
+            store
+                .history()
+                .unwrap()
+                .iter()
+                .map(|e| e.seq)
+                .collect::<Vec<_>>(),
+            [1, 2]
+        );
+        // Committing the last entry again (recovery) adds nothing.
+        assert_eq!(store.commit(&lock, &ids[1]).unwrap(), 2);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+        // A complete line that is not an entry is corruption, not a torn append.
+        std::fs::write(&path, format!("{text}{{ not json\n")).unwrap();
+        let err = store.history().unwrap_err().to_string();
+        assert!(
+            err.contains("is corrupt") && err.contains("line 3"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_legacy_history_is_read_and_replaced_at_the_next_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path().join("state"));
+        let lock = store.lock(Duration::from_secs(1)).unwrap();
+        // A change committed by an earlier build: its record, and the whole-file history.
+        let old = store.begin(&lock, &record(1)).unwrap();
+        let state = dir.path().join("state");
+        std::fs::remove_file(state.join("journal.json")).unwrap();
+        let legacy = serde_json::json!({ "entries": [{ "seq": 1, "id": old }] });
+        std::fs::write(state.join(LEGACY_HISTORY), legacy.to_string()).unwrap();
+        assert_eq!(store.history().unwrap()[0].id, old);
+        let new = store.begin(&lock, &record(2)).unwrap();
+        assert_eq!(store.commit(&lock, &new).unwrap(), 2);
+        assert!(!state.join(LEGACY_HISTORY).exists());
+        let ids: Vec<String> = store.history().unwrap().into_iter().map(|e| e.id).collect();
+        assert_eq!(ids, [old, new]);
+    }
+
+    #[test]
+    fn records_are_content_addressed_and_verified() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path().join("state"));
+        let lock = store.lock(Duration::from_secs(1)).unwrap();
+        let id = store.begin(&lock, &record(1)).unwrap();
+        assert_eq!(
+            store.journal().unwrap().unwrap(),
+            Journal {
+                id: id.clone(),
+                phase: Phase::Intent
+            }
+        );
+        assert_eq!(store.commit(&lock, &id).unwrap(), 1);
+        assert!(store.journal().unwrap().is_none());
+        assert_eq!(store.load(&id[..8]).unwrap().1, record(1));
+
+        let path = store.record_path(&id);
+        let tampered = fs::read_to_string(&path)
+            .unwrap()
+            .replace("\"30\"", "\"31\"");
+        fs::write(&path, tampered).unwrap();
+        assert!(
+            store
+                .load(&id)
+                .unwrap_err()
+                .to_string()
+                .contains("tampered")
+        );
+        assert!(
+            store
+                .load("abcdef")
+                .unwrap_err()
+                .to_string()
+                .contains("no snapshot")
+        );
+    }
+
+    #[test]
+    fn modes_are_private_and_symlinks_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path().join("state"));
+        let lock = store.lock(Duration::from_secs(1)).unwrap();
+        let id = store.begin(&lock, &record(1)).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().mode() & 0o777;
+        assert_eq!(mode(store.dir()), 0o700);
+        assert_eq!(mode(&store.record_path(&id)), 0o600);
+        assert_eq!(mode(&store.dir().join("journal.json")), 0o600);
+
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(store.dir(), &link).unwrap();
+        assert!(
+            Store::new(&link)
+                .ensure()
+                .unwrap_err()
+                .to_string()
+                .contains("symlink")
+        );
+    }
+
+    #[test]
+    fn a_second_locker_times_out_naming_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let _held = store.lock(Duration::from_secs(1)).unwrap();
+        let err = store.lock(Duration::from_millis(50)).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,57 @@
+//! Drift: keys whose kernel value no longer matches what sysprof last wrote to them.
+//!
+//! The expected state is the history replayed in order: for every key any record changed, the
+//! value of the newest record that changed it (an apply's new value, a rollback's restored
+//! value). A key that reads differently now was changed by another writer since. This module
+//! reads the tree and never writes.
+
+use std::collections::BTreeMap;
+
+use crate::change::rollback::Entry;
+use crate::kernel::SysctlTree;
+use crate::profile::key::SysctlKey;
+use crate::profile::value::Value;
+
+/// One drifted key.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Drift {
+    /// The key.
+    pub key: String,
+    /// What sysprof last wrote.
+    pub expected: String,
+    /// What the kernel has now (`None`: unreadable or gone).
+    pub now: Option<String>,
+    /// The history entry that wrote `expected`.
+    pub set_by: u64,
+}
+
+/// Key → (value, seq) as the history leaves it.
+pub fn expected(entries: &[Entry]) -> BTreeMap<String, (String, u64)> {
+    let mut state = BTreeMap::new();
+    for entry in entries {
+        for change in &entry.record.changes {
+            state.insert(change.key.clone(), (change.after.clone(), entry.seq));
+        }
+    }
+    state
+}
+
+/// The keys whose current value differs from [`expected`].
+pub fn detect(tree: &SysctlTree, entries: &[Entry]) -> Vec<Drift> {
+    expected(entries)
+        .into_iter()
+        .filter_map(|(key, (after, seq))| {
+            let parsed = SysctlKey::parse(&key).ok()?;
+            let now = tree.read(&parsed).ok().map(|v| v.to_string());
+            let same = now
+                .as_deref()
+                .is_some_and(|n| Value::from_text(n).same_as(&Value::from_text(&after)));
+            (!same).then_some(Drift {
+                key,
+                expected: after,
+                now,
+                set_by: seq,
+            })
+        })
+        .collect()
+}

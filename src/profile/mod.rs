@@ -1,0 +1,907 @@
+//! Profiles: YAML files describing a host role, resolved through `extends` into one [`Profile`].
+//!
+//! This module owns reading files (bounded size, UTF-8), interpreting the YAML tree into typed
+//! settings with positions, merging parents (later wins, cycles refused) and fingerprinting the
+//! result. It does not know which keys exist or what values are sane: that is `schema` and
+//! `validate`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+pub mod health;
+pub mod key;
+pub mod rollout;
+pub mod section;
+pub mod value;
+pub mod yaml;
+
+pub use crate::error::Location;
+use crate::error::{Error, Result};
+use crate::profile::key::SysctlKey;
+use crate::profile::value::{Value, is_ambiguous_number};
+use crate::profile::yaml::{Mark, Node, NodeKind};
+
+/// Largest profile file read, in bytes.
+pub const MAX_PROFILE_BYTES: u64 = 1024 * 1024;
+/// The profile format version this build reads.
+pub const FORMAT_VERSION: i64 = 1;
+
+/// The fields a profile may have at the top level.
+pub const TOP_LEVEL_FIELDS: &[&str] = &[
+    "version",
+    "name",
+    "description",
+    "extends",
+    "context",
+    "sysctls",
+    "health",
+    "rollout",
+];
+/// The fields of a `sysctls` entry written as a mapping.
+pub const SETTING_FIELDS: &[&str] = &["value", "reason", "source", "optional"];
+
+/// The context facts a profile may declare, and their kinds.
+pub const CONTEXT_FACTS: &[(&str, FactKind, &str)] = &[
+    (
+        "nat",
+        FactKind::Bool,
+        "peers reach this host through NAT (NAT-mode load balancer, SNAT'd or mobile clients)",
+    ),
+    (
+        "datacenter_only",
+        FactKind::Bool,
+        "every peer is in the same datacenter (low RTT, no middleboxes)",
+    ),
+    (
+        "server",
+        FactKind::Bool,
+        "the host accepts inbound connections",
+    ),
+    (
+        "kubernetes_pod",
+        FactKind::Bool,
+        "the profile is for a pod's own network namespace",
+    ),
+    (
+        "kubernetes_node",
+        FactKind::Bool,
+        "the host is a Kubernetes node (NodePort range reserved)",
+    ),
+    (
+        "lvs_dr_real_server",
+        FactKind::Bool,
+        "the host is a real server behind LVS in direct-routing mode",
+    ),
+    (
+        "listening_ports",
+        FactKind::PortList,
+        "ports the host listens on",
+    ),
+    (
+        "vip_interfaces",
+        FactKind::NameList,
+        "interfaces carrying an LVS virtual IP",
+    ),
+    (
+        "k8s_version",
+        FactKind::Text,
+        "target Kubernetes version (pod profiles)",
+    ),
+    (
+        "nodeport_range",
+        FactKind::Text,
+        "the cluster's NodePort range, default 30000-32767",
+    ),
+];
+
+/// The kind of a context fact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FactKind {
+    /// true / false.
+    Bool,
+    /// A list of port numbers.
+    PortList,
+    /// A list of names.
+    NameList,
+    /// A string.
+    Text,
+}
+
+/// Where a YAML node is in `file`.
+fn location(file: &Arc<str>, mark: Mark) -> Location {
+    Location {
+        file: file.clone(),
+        line: mark.line.max(1),
+        col: mark.col.max(1),
+    }
+}
+
+/// A context fact's value.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(untagged)]
+pub enum Fact {
+    /// A boolean.
+    Bool(bool),
+    /// A list of ports.
+    Ports(Vec<u16>),
+    /// A list of names.
+    Names(Vec<String>),
+    /// A string.
+    Text(String),
+}
+
+/// One `sysctls` entry after parsing.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Setting {
+    /// The key.
+    pub key: SysctlKey,
+    /// The desired value.
+    pub value: Value,
+    /// Why the profile sets it.
+    pub reason: Option<String>,
+    /// Where the value comes from (doc section, seed).
+    pub source: Option<String>,
+    /// Missing keys are skipped instead of failing the apply (sysctl.d's `-` prefix).
+    pub optional: bool,
+    /// Where the key is written.
+    pub at: Location,
+    /// Where the value is written.
+    pub value_at: Location,
+}
+
+/// A profile with its parents merged in.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Profile {
+    /// The profile's name (the file stem when not given).
+    pub name: String,
+    /// Its description.
+    pub description: Option<String>,
+    /// The file the user named.
+    pub path: PathBuf,
+    /// Context facts, parents' first, later wins.
+    pub context: BTreeMap<String, Fact>,
+    /// Settings by key; the map order is the apply order before kernel constraints.
+    pub settings: BTreeMap<SysctlKey, Setting>,
+    /// sha256 of every file's bytes in resolution order: stable across hosts and checkouts.
+    pub fingerprint: String,
+    /// Health gates (`health:`), parents' first, later files replace gates on the same counter.
+    pub health: crate::canary::health::HealthSpec,
+    /// Rollout stages (`rollout:`), the last file that has them wins.
+    pub rollout: Option<crate::profile::rollout::RolloutSpec>,
+    /// Every file read, in resolution order.
+    #[serde(skip)]
+    pub files: Vec<PathBuf>,
+    /// The text of every file read, for rendering carets under findings.
+    #[serde(skip)]
+    pub texts: BTreeMap<Arc<str>, Arc<str>>,
+}
+
+/// Files already read and parsed in this process, by canonical path: profiles loaded together
+/// (`validate profiles/*.yaml`) share their parents, which are then read and parsed once.
+#[derive(Default)]
+pub struct ParseCache {
+    files: HashMap<PathBuf, Parsed>,
+}
+
+/// A file's text and its top-level mapping.
+type Parsed = (Arc<str>, Arc<[(Node, Node)]>);
+
+impl Profile {
+    /// Loads a profile and every profile it extends.
+    pub fn load(path: &Path) -> Result<Self> {
+        Self::load_with(path, &mut ParseCache::default())
+    }
+
+    /// [`Profile::load`], reusing (and adding to) the files parsed by earlier loads.
+    pub fn load_with(path: &Path, cache: &mut ParseCache) -> Result<Self> {
+        let mut loader = Loader {
+            cache: std::mem::take(cache),
+            ..Loader::default()
+        };
+        let display: Arc<str> = path.display().to_string().into();
+        let root = loader.resolve(path, display, None);
+        *cache = std::mem::take(&mut loader.cache);
+        let root = root?;
+        let name = root.name.clone().unwrap_or_else(|| stem(path));
+        Ok(Self {
+            name,
+            description: root.description,
+            path: path.to_owned(),
+            context: loader.context,
+            settings: loader.settings,
+            fingerprint: hex(&loader.hasher.finalize()),
+            health: loader.health,
+            rollout: loader.rollout,
+            files: loader.files,
+            texts: loader.texts,
+        })
+    }
+
+    /// A context fact as a boolean (absent = false).
+    pub fn fact(&self, name: &str) -> bool {
+        matches!(self.context.get(name), Some(Fact::Bool(true)))
+    }
+
+    /// A context fact as text.
+    pub fn fact_text(&self, name: &str) -> Option<&str> {
+        match self.context.get(name) {
+            Some(Fact::Text(t)) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// The setting for a key, if the profile sets it.
+    pub fn get(&self, key: &SysctlKey) -> Option<&Setting> {
+        self.settings.get(key)
+    }
+}
+
+/// Lowercase hex of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn stem(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "profile".into())
+}
+
+/// The top-level fields of one file, before merging.
+#[derive(Default)]
+struct Document {
+    name: Option<String>,
+    description: Option<String>,
+}
+
+#[derive(Default)]
+struct Loader {
+    stack: Vec<PathBuf>,
+    files: Vec<PathBuf>,
+    texts: BTreeMap<Arc<str>, Arc<str>>,
+    context: BTreeMap<String, Fact>,
+    settings: BTreeMap<SysctlKey, Setting>,
+    health: crate::canary::health::HealthSpec,
+    rollout: Option<crate::profile::rollout::RolloutSpec>,
+    hasher: Sha256,
+    cache: ParseCache,
+}
+
+impl Loader {
+    /// Reads `path`, resolves its parents first, then merges its own facts and settings.
+    fn resolve(
+        &mut self,
+        path: &Path,
+        display: Arc<str>,
+        from: Option<Location>,
+    ) -> Result<Document> {
+        let canonical = std::fs::canonicalize(path).map_err(|e| missing(path, from.clone(), e))?;
+        if let Some(start) = self.stack.iter().position(|p| *p == canonical) {
+            let mut chain = self.stack[start..].to_vec();
+            chain.push(canonical);
+            return Err(Error::ExtendsCycle { at: from, chain });
+        }
+        let (text, root) = match self.cache.files.get(&canonical) {
+            Some((text, root)) => (text.clone(), root.clone()),
+            None => {
+                let text: Arc<str> = read_bounded(path, &display, from)?.into();
+                let root: Arc<[(Node, Node)]> = parse_root(&text, &display)?.into();
+                let parsed = (text.clone(), root.clone());
+                self.cache.files.insert(canonical.clone(), parsed);
+                (text, root)
+            }
+        };
+        self.texts.insert(display.clone(), text.clone());
+        self.stack.push(canonical);
+        let doc = self.document(&root, path, &display)?;
+        self.stack.pop();
+        self.hasher.update((text.len() as u64).to_le_bytes());
+        self.hasher.update(text.as_bytes());
+        self.files.push(path.to_owned());
+        Ok(doc)
+    }
+
+    fn document(
+        &mut self,
+        root: &[(Node, Node)],
+        path: &Path,
+        file: &Arc<str>,
+    ) -> Result<Document> {
+        let at = |node: &Node| location(file, node.mark);
+        let mut doc = Document::default();
+        if let Some((_, parents)) = root.iter().find(|(k, _)| k.as_scalar() == Some("extends")) {
+            for (parent, parent_at) in string_list(parents, file)? {
+                let parent_path = path.parent().unwrap_or(Path::new(".")).join(&parent);
+                let display: Arc<str> = parent_path.display().to_string().into();
+                self.resolve(&parent_path, display, Some(parent_at))?;
+            }
+        }
+        for (key, value) in root {
+            let field = key.as_scalar().unwrap_or_default();
+            match field {
+                "version" => check_version(value, file)?,
+                "name" => doc.name = Some(scalar_string(value, file, "name")?),
+                "description" => doc.description = Some(scalar_string(value, file, "description")?),
+                "extends" => {}
+                "context" => self.context(value, file)?,
+                "sysctls" => self.sysctls(value, file)?,
+                "health" => self
+                    .health
+                    .merge(crate::canary::health::HealthSpec::parse(value, file)?),
+                "rollout" => {
+                    self.rollout = Some(crate::profile::rollout::RolloutSpec::parse(value, file)?)
+                }
+                other => {
+                    return Err(unknown_field(
+                        at(key),
+                        "top-level field",
+                        other,
+                        TOP_LEVEL_FIELDS,
+                    ));
+                }
+            }
+        }
+        Ok(doc)
+    }
+
+    fn context(&mut self, node: &Node, file: &Arc<str>) -> Result<()> {
+        for (key, value) in mapping(node, file, "context")? {
+            let name = key.as_scalar().unwrap_or_default();
+            let names: Vec<&str> = CONTEXT_FACTS.iter().map(|f| f.0).collect();
+            let Some((_, kind, _)) = CONTEXT_FACTS.iter().find(|f| f.0 == name) else {
+                return Err(unknown_field(
+                    location(file, key.mark),
+                    "context fact",
+                    name,
+                    &names,
+                ));
+            };
+            self.context
+                .insert(name.to_owned(), fact(value, *kind, file, name)?);
+        }
+        Ok(())
+    }
+
+    fn sysctls(&mut self, node: &Node, file: &Arc<str>) -> Result<()> {
+        for (key_node, value_node) in mapping(node, file, "sysctls")? {
+            let at = location(file, key_node.mark);
+            let text = key_node.as_scalar().unwrap_or_default();
+            let key = SysctlKey::parse(text)
+                .map_err(|e| profile_error(at.clone(), e.to_string(), None))?;
+            if let Some(first) = self.settings.get(&key).filter(|s| s.at.file == at.file) {
+                let message = format!(
+                    "{key} is set twice (also as {:?} at line {})",
+                    text, first.at.line
+                );
+                return Err(profile_error(at, message, Some("keep one of them")));
+            }
+            let setting = setting(key.clone(), at, value_node, file)?;
+            self.settings.insert(key, setting);
+        }
+        Ok(())
+    }
+}
+
+fn missing(path: &Path, from: Option<Location>, e: std::io::Error) -> Error {
+    match from {
+        Some(at) => profile_error(
+            at,
+            format!("cannot read parent profile {}: {e}", path.display()),
+            None,
+        ),
+        // An unreadable profile is invalid input (exit 3), like a malformed one.
+        None => profile_error(
+            Location {
+                file: path.display().to_string().into(),
+                line: 1,
+                col: 1,
+            },
+            format!("cannot read profile: {e}"),
+            None,
+        ),
+    }
+}
+
+fn read_bounded(path: &Path, display: &Arc<str>, from: Option<Location>) -> Result<String> {
+    let file = std::fs::File::open(path).map_err(|e| missing(path, from.clone(), e))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_PROFILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| missing(path, from.clone(), e))?;
+    let start = Location {
+        file: display.clone(),
+        line: 1,
+        col: 1,
+    };
+    if bytes.len() as u64 > MAX_PROFILE_BYTES {
+        return Err(profile_error(
+            start,
+            format!("profile is larger than {} bytes", MAX_PROFILE_BYTES),
+            None,
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
+        let col = valid.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
+        profile_error(
+            Location {
+                file: display.clone(),
+                line,
+                col,
+            },
+            "profile is not valid UTF-8".into(),
+            None,
+        )
+    })
+}
+
+fn parse_root(text: &str, file: &Arc<str>) -> Result<Vec<(Node, Node)>> {
+    let node =
+        yaml::parse(text).map_err(|e| profile_error(location(file, e.mark), e.message, None))?;
+    let Some(node) = node else {
+        let at = Location {
+            file: file.clone(),
+            line: 1,
+            col: 1,
+        };
+        return Err(profile_error(
+            at,
+            "profile is empty".into(),
+            Some("a profile needs at least `sysctls:`"),
+        ));
+    };
+    match node.kind {
+        NodeKind::Map(entries) => Ok(entries),
+        _ => Err(profile_error(
+            location(file, node.mark),
+            format!("a profile is a mapping, not {}", node.kind_name()),
+            None,
+        )),
+    }
+}
+
+fn check_version(node: &Node, file: &Arc<str>) -> Result<()> {
+    let version = node.as_scalar().and_then(|s| s.parse::<i64>().ok());
+    if version == Some(FORMAT_VERSION) {
+        return Ok(());
+    }
+    let message = format!(
+        "unsupported profile format version {}",
+        node.as_scalar().unwrap_or("(not a scalar)")
+    );
+    Err(profile_error(
+        location(file, node.mark),
+        message,
+        Some("this sysprof reads `version: 1`"),
+    ))
+}
+
+fn mapping<'n>(node: &'n Node, file: &Arc<str>, what: &str) -> Result<&'n [(Node, Node)]> {
+    match &node.kind {
+        NodeKind::Map(entries) => Ok(entries),
+        _ if node.is_null() => Ok(&[]),
+        _ => Err(profile_error(
+            location(file, node.mark),
+            format!("`{what}` must be a mapping, not {}", node.kind_name()),
+            None,
+        )),
+    }
+}
+
+fn scalar_string(node: &Node, file: &Arc<str>, what: &str) -> Result<String> {
+    match node.as_scalar() {
+        Some(text) if !node.is_null() => Ok(text.to_owned()),
+        _ => Err(profile_error(
+            location(file, node.mark),
+            format!("`{what}` must be a string, not {}", node.kind_name()),
+            None,
+        )),
+    }
+}
+
+fn string_list(node: &Node, file: &Arc<str>) -> Result<Vec<(String, Location)>> {
+    let items: Vec<&Node> = match &node.kind {
+        NodeKind::Seq(items) => items.iter().collect(),
+        NodeKind::Scalar { .. } => vec![node],
+        NodeKind::Map(_) => vec![node],
+    };
+    items
+        .into_iter()
+        .map(|item| {
+            Ok((
+                scalar_string(item, file, "extends")?,
+                location(file, item.mark),
+            ))
+        })
+        .collect()
+}
+
+fn fact(node: &Node, kind: FactKind, file: &Arc<str>, name: &str) -> Result<Fact> {
+    let at = location(file, node.mark);
+    let wrong = |expected: &str| {
+        profile_error(
+            at.clone(),
+            format!(
+                "context fact `{name}` must be {expected}, not {}",
+                node.kind_name()
+            ),
+            None,
+        )
+    };
+    match kind {
+        FactKind::Bool => match node.as_scalar() {
+            Some("true") => Ok(Fact::Bool(true)),
+            Some("false") => Ok(Fact::Bool(false)),
+            _ => Err(wrong("true or false")),
+        },
+        FactKind::Text => node
+            .as_scalar()
+            .filter(|_| !node.is_null())
+            .map(|t| Fact::Text(t.to_owned()))
+            .ok_or_else(|| wrong("a string")),
+        FactKind::PortList => {
+            let NodeKind::Seq(items) = &node.kind else {
+                return Err(wrong("a list of ports"));
+            };
+            let ports: Option<Vec<u16>> = items
+                .iter()
+                .map(|i| i.as_scalar().and_then(|s| s.parse().ok()))
+                .collect();
+            ports
+                .map(Fact::Ports)
+                .ok_or_else(|| wrong("a list of ports (1-65535)"))
+        }
+        FactKind::NameList => {
+            let NodeKind::Seq(items) = &node.kind else {
+                return Err(wrong("a list of names"));
+            };
+            let names: Option<Vec<String>> = items
+                .iter()
+                .map(|i| i.as_scalar().map(str::to_owned))
+                .collect();
+            names
+                .map(Fact::Names)
+                .ok_or_else(|| wrong("a list of names"))
+        }
+    }
+}
+
+fn setting(key: SysctlKey, at: Location, node: &Node, file: &Arc<str>) -> Result<Setting> {
+    let mut setting = Setting {
+        key,
+        value: Value::default(),
+        reason: None,
+        source: None,
+        optional: false,
+        value_at: location(file, node.mark),
+        at: at.clone(),
+    };
+    let NodeKind::Map(fields) = &node.kind else {
+        setting.value = value(node, file, &setting.key)?;
+        return Ok(setting);
+    };
+    let mut has_value = false;
+    for (field, v) in fields {
+        match field.as_scalar().unwrap_or_default() {
+            "value" => {
+                setting.value = value(v, file, &setting.key)?;
+                setting.value_at = location(file, v.mark);
+                has_value = true;
+            }
+            "reason" => {
+                setting.reason =
+                    Some(scalar_string(v, file, "reason").map_err(|e| of_key(&setting.key, e))?)
+            }
+            "source" => {
+                setting.source =
+                    Some(scalar_string(v, file, "source").map_err(|e| of_key(&setting.key, e))?)
+            }
+            "optional" => {
+                setting.optional = match v.as_scalar() {
+                    Some("true") => true,
+                    Some("false") => false,
+                    _ => {
+                        let message = format!(
+                            "{}: `optional` must be true or false, not {}",
+                            setting.key,
+                            v.kind_name()
+                        );
+                        return Err(profile_error(location(file, v.mark), message, None));
+                    }
+                }
+            }
+            other => {
+                return Err(unknown_field(
+                    location(file, field.mark),
+                    "setting field",
+                    other,
+                    SETTING_FIELDS,
+                ));
+            }
+        }
+    }
+    if !has_value {
+        return Err(profile_error(
+            at,
+            format!("{} has no `value`", setting.key),
+            Some("write `value: ...` or the plain value"),
+        ));
+    }
+    Ok(setting)
+}
+
+/// Interprets a YAML scalar or flat list as a sysctl value.
+fn value(node: &Node, file: &Arc<str>, key: &SysctlKey) -> Result<Value> {
+    let at = location(file, node.mark);
+    match &node.kind {
+        NodeKind::Scalar { text, plain } => Ok(Value::from_tokens(vec![token(
+            text, *plain, node, &at, key,
+        )?])),
+        NodeKind::Seq(items) => {
+            let tokens = items.iter().map(|item| match &item.kind {
+                NodeKind::Scalar { text, plain } => {
+                    token(text, *plain, item, &location(file, item.mark), key)
+                }
+                _ => Err(profile_error(
+                    location(file, item.mark),
+                    format!("{key}: list elements must be scalars"),
+                    None,
+                )),
+            });
+            Ok(Value::from_tokens(tokens.collect::<Result<_>>()?))
+        }
+        NodeKind::Map(_) => Err(profile_error(
+            at,
+            format!("{key}: a value is a scalar or a list"),
+            None,
+        )),
+    }
+}
+
+fn token(text: &str, plain: bool, node: &Node, at: &Location, key: &SysctlKey) -> Result<String> {
+    if plain && node.is_null() {
+        return Err(profile_error(
+            at.clone(),
+            format!("{key} has no value"),
+            None,
+        ));
+    }
+    if plain
+        && matches!(
+            text,
+            "true" | "false" | "yes" | "no" | "on" | "off" | "True" | "False"
+        )
+    {
+        return Err(profile_error(
+            at.clone(),
+            format!("{key}: {text:?} is not a sysctl value"),
+            Some("write 1 or 0"),
+        ));
+    }
+    if let Some(bad) = text.split_whitespace().find(|t| is_ambiguous_number(t)) {
+        let help = "the kernel reads 010 as octal 8 and accepts 0x10: write plain decimal";
+        return Err(profile_error(
+            at.clone(),
+            format!("{key}: {bad:?} is not a plain decimal number"),
+            Some(help),
+        ));
+    }
+    if let Some(bad) = text.chars().find(|c| c.is_control() && !c.is_whitespace()) {
+        return Err(profile_error(
+            at.clone(),
+            format!("{key}: control character {bad:?} in value"),
+            None,
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+/// Names the key in an error about one of its setting's fields.
+fn of_key(key: &SysctlKey, err: Error) -> Error {
+    match err {
+        Error::Profile { at, message, help } => Error::Profile {
+            at,
+            message: format!("{key}: {message}"),
+            help,
+        },
+        other => other,
+    }
+}
+
+fn profile_error(at: Location, message: String, help: Option<&str>) -> Error {
+    Error::Profile {
+        at,
+        message,
+        help: help.map(str::to_owned),
+    }
+}
+
+fn unknown_field(at: Location, what: &str, name: &str, expected: &[&str]) -> Error {
+    let suggestion = crate::error::closest(name, expected.iter().copied());
+    let help = match suggestion {
+        Some(s) => format!(
+            "did you mean `{s}`? expected one of: {}",
+            expected.join(", ")
+        ),
+        None => format!("expected one of: {}", expected.join(", ")),
+    };
+    Error::Profile {
+        at,
+        message: format!("unknown {what} `{name}`"),
+        help: Some(help),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn settings_keep_positions_and_parents_merge_with_later_winning() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "a.yaml",
+            "sysctls:\n  net.ipv4.tcp_fin_timeout: 30\n  net.core.somaxconn: 1024\ncontext:\n  nat: true\n",
+        );
+        write(
+            dir.path(),
+            "b.yaml",
+            "sysctls:\n  net.core.somaxconn: 2048\n",
+        );
+        let child = write(
+            dir.path(),
+            "c.yaml",
+            "name: c\nextends: [a.yaml, b.yaml]\nsysctls:\n  net/ipv4/tcp_fin_timeout:\n    value: 20\n    reason: r\n  net.ipv4.ip_local_port_range: [1024, 65535]\n",
+        );
+        let profile = Profile::load(&child).unwrap();
+        let get = |k: &str| profile.get(&SysctlKey::parse(k).unwrap()).unwrap();
+        assert_eq!(get("net.core.somaxconn").value.to_string(), "2048");
+        let fin = get("net.ipv4.tcp_fin_timeout");
+        assert_eq!(
+            (fin.value.to_string().as_str(), fin.at.line, fin.at.col),
+            ("20", 4, 3)
+        );
+        assert_eq!(fin.value_at.line, 5);
+        assert!(fin.at.file.ends_with("c.yaml"));
+        assert_eq!(
+            get("net.ipv4.ip_local_port_range").value.tokens(),
+            ["1024", "65535"]
+        );
+        assert!(profile.fact("nat"));
+        assert_eq!(profile.files.len(), 3);
+        assert_eq!(profile.fingerprint.len(), 64);
+    }
+
+    #[test]
+    fn cycles_and_missing_parents_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.yaml", "extends: [b.yaml]\nsysctls: {}\n");
+        let b = write(dir.path(), "b.yaml", "extends: a.yaml\nsysctls: {}\n");
+        assert!(matches!(Profile::load(&b), Err(Error::ExtendsCycle { .. })));
+        let c = write(dir.path(), "c.yaml", "sysctls: {}\nextends: [nope.yaml]\n");
+        let err = Profile::load(&c).unwrap_err().to_string();
+        assert!(
+            err.contains("c.yaml:2:11") && err.contains("nope.yaml"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn profiles_loaded_together_parse_a_shared_parent_once() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "base.yaml",
+            "sysctls:\n  net.core.somaxconn: 4096\n",
+        );
+        let child = "extends: base.yaml\nsysctls:\n  net.ipv4.tcp_fin_timeout: 30\n";
+        let a = write(dir.path(), "a.yaml", child);
+        let b = write(dir.path(), "b.yaml", child);
+        let mut cache = ParseCache::default();
+        let (shared_a, shared_b) = (
+            Profile::load_with(&a, &mut cache).unwrap(),
+            Profile::load_with(&b, &mut cache).unwrap(),
+        );
+        assert_eq!(cache.files.len(), 3, "base.yaml once, each child once");
+        for (shared, alone) in [(shared_a, Profile::load(&a)), (shared_b, Profile::load(&b))] {
+            let alone = alone.unwrap();
+            assert_eq!(
+                format!("{:?}", shared.settings),
+                format!("{:?}", alone.settings)
+            );
+            assert_eq!(shared.fingerprint, alone.fingerprint);
+            assert_eq!(shared.files, alone.files);
+            assert_eq!(shared.texts, alone.texts);
+        }
+    }
+
+    #[test]
+    fn malformed_profiles_name_the_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            ("", "1:1", "empty"),
+            ("- a\n", "1:1", "mapping"),
+            ("sysctl:\n  a.b: 1\n", "1:1", "did you mean `sysctls`"),
+            (
+                "version: 2\nsysctls: {}\n",
+                "1:10",
+                "unsupported profile format version 2",
+            ),
+            (
+                "sysctls:\n  net.ipv4.tcp_fin_timeout: 030\n",
+                "2:29",
+                "plain decimal",
+            ),
+            (
+                "sysctls:\n  net.ipv4.tcp_fin_timeout: true\n",
+                "2:29",
+                "not a sysctl value",
+            ),
+            (
+                "sysctls:\n  net.ipv4.tcp_fin_timeout:\n",
+                "2:27",
+                "has no value",
+            ),
+            (
+                "sysctls:\n  net.ipv4.tcp_fin_timeout: {reason: x}\n",
+                "2:3",
+                "has no `value`",
+            ),
+            (
+                "sysctls:\n  ../etc/passwd: 1\n",
+                "2:3",
+                "leave the sysctl root",
+            ),
+            ("sysctls:\n  a.b: 1\n  a/b: 2\n", "3:3", "set twice"),
+            ("context:\n  natt: true\n", "2:3", "did you mean `nat`"),
+            ("context:\n  nat: 1\n", "2:8", "true or false"),
+            (
+                "sysctls:\n  a.b: {value: 1, why: x}\n",
+                "2:19",
+                "unknown setting field",
+            ),
+        ];
+        for (i, (text, at, expected)) in cases.iter().enumerate() {
+            let path = write(dir.path(), &format!("p{i}.yaml"), text);
+            let err = Profile::load(&path).unwrap_err();
+            let shown = format!("{err} {}", err.help().unwrap_or_default());
+            assert!(
+                shown.contains(&format!("p{i}.yaml:{at}")) && shown.contains(expected),
+                "{text:?}: {shown}"
+            );
+        }
+    }
+
+    #[test]
+    fn non_utf8_and_oversized_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("bad.yaml");
+        std::fs::write(&bad, b"sysctls:\n  a.b: \xff\n").unwrap();
+        assert!(
+            Profile::load(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("bad.yaml:2:8: profile is not valid UTF-8")
+        );
+        let big = dir.path().join("big.yaml");
+        std::fs::write(&big, vec![b'#'; MAX_PROFILE_BYTES as usize + 1]).unwrap();
+        assert!(
+            Profile::load(&big)
+                .unwrap_err()
+                .to_string()
+                .contains("larger than")
+        );
+    }
+}
