@@ -184,6 +184,9 @@ pub enum Error {
         message: String,
         /// How to fix it, when known.
         help: Option<String>,
+        /// The line of the file `at` points into, for a caret under the column; only ever
+        /// taken from a file that parsed as a profile (never echo a file that is not one).
+        snippet: Option<String>,
     },
     /// A sysctl key is malformed or could leave the sysctl root.
     #[error("invalid sysctl key {key:?}: {reason}")]
@@ -289,6 +292,11 @@ impl Error {
             message: message.into(),
             help: help.map(str::to_owned),
         }
+    }
+
+    /// Whether this is a write to a pipe whose reader has gone (`sysprof history | head`).
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, Self::Io { source, .. } if source.kind() == io::ErrorKind::BrokenPipe)
     }
 
     /// The process exit code for this error (see [`exit`]).

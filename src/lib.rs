@@ -20,6 +20,7 @@ pub mod canary;
 pub mod change;
 pub mod cli;
 pub mod diagnose;
+pub mod env;
 pub mod error;
 pub mod kernel;
 pub mod profile;

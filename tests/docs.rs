@@ -20,7 +20,7 @@ fn sysprof(args: &[&str]) -> common::Run {
 /// Every subcommand clap knows, so completions and man pages are checked against all of them.
 fn subcommands() -> Vec<String> {
     use clap::CommandFactory;
-    sysprof::cli::Cli::command()
+    sysprof::cli::flags::Cli::command()
         .get_subcommands()
         .filter(|c| !c.is_hide_set())
         .map(|c| c.get_name().to_owned())

@@ -285,15 +285,15 @@ fn malformed_lines_are_errors_naming_file_and_line() {
     for (text, at, message) in [
         (
             "net.ipv4.tcp_fin_timeout = 30\nnot an assignment\n",
-            ":2:1:",
+            ":2:1",
             "is not an assignment",
         ),
         (
             "# ok\n  net.ipv4.tcp_fin_timeout = 010\n",
-            ":2:3:",
+            ":2:3",
             "not a plain decimal",
         ),
-        ("../../etc/passwd = 1\n", ":1:1:", "leave the sysctl root"),
+        ("../../etc/passwd = 1\n", ":1:1", "leave the sysctl root"),
     ] {
         let conf = sb.file("bad.conf", text);
         let run = sb
@@ -305,7 +305,9 @@ fn malformed_lines_are_errors_naming_file_and_line() {
             ])
             .expect(3);
         assert!(
-            run.stderr.contains(&format!("bad.conf{at} ")) && run.stderr.contains(message),
+            run.stderr
+                .contains(&format!("--> {}{at}\n", conf.display()))
+                && run.stderr.contains(message),
             "{text:?}: {}",
             run.stderr
         );

@@ -152,6 +152,7 @@ fn line_error(at: &Origin, col: usize, message: String, help: Option<&str>) -> E
         },
         message,
         help: help.map(str::to_owned),
+        snippet: None,
     }
 }
 

@@ -13,7 +13,8 @@ use serde::Serialize;
 
 use crate::profile::key::SysctlKey;
 use crate::profile::{Fact, Profile};
-use crate::schema::validate::{self, Report, Target};
+use crate::schema::finding::{Report, Target};
+use crate::schema::validate;
 use crate::schema::{Schema, Version};
 
 /// One entry of `securityContext.sysctls`.

@@ -18,16 +18,19 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::change::apply::{self, Outcome};
+use crate::canary::watcher::Owner;
+use crate::change::apply::{self, Outcome, Persist};
 use crate::change::context::Context;
+use crate::change::history;
 use crate::change::persist;
 use crate::change::plan::Plan;
+use crate::change::record::{Change, PersistChange, ProfileRef, Record, RecordKind};
 use crate::change::rollback::{self, RolledBack};
-use crate::change::store::{self, PersistChange, ProfileRef, Record, RecordKind, Store, StoreLock};
+use crate::change::store::{self, Store, StoreLock};
+use crate::change::transaction::{self, Committed};
+use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::profile::Profile;
-
-pub use crate::canary::watcher::{Launcher, Owner, running, spawn_watcher};
 
 /// The pending change's file in the state dir (present only while a change awaits confirmation).
 pub const PENDING_FILE: &str = "pending.json";
@@ -125,7 +128,7 @@ fn since_epoch(t: SystemTime) -> Duration {
 }
 
 fn deadline_after(ctx: &Context, within: Duration) -> u64 {
-    (since_epoch((ctx.now)()) + within).as_millis() as u64
+    (since_epoch(ctx.env.now()) + within).as_millis() as u64
 }
 
 /// The pending change, if any.
@@ -214,63 +217,53 @@ pub enum Started {
 }
 
 /// Applies without persisting, with a pending deadline and a running watcher (`launch`, which
-/// returns the watcher's pid when it knows it).
+/// returns the watcher's pid when it knows it). The lock is held throughout: the pending file is
+/// written and the watcher started *before* the first kernel write, so whatever this process
+/// gets to, the watcher finds it (by record id, or by the first apply of this profile after
+/// `after_seq`).
 pub fn start(
-    ctx: &mut Context,
+    ctx: &Context,
     profile: &Profile,
     req: Request,
     launch: &mut dyn FnMut(&Pending) -> Result<Option<u32>>,
 ) -> Result<(Plan, Started)> {
-    let pending = {
-        let lock = ctx.store.lock(ctx.lock_timeout)?;
-        rollback::recover(ctx, &lock)?;
-        if let Some(p) = load(&ctx.store)? {
-            return Err(awaiting(&p, (ctx.now)()));
-        }
-        let pending = new_pending(ctx, profile, &req)?;
-        save(&ctx.store, &pending)?;
-        pending
-    };
+    let lock = ctx.store.lock(ctx.lock_timeout)?;
+    transaction::recover(ctx, &lock)?;
+    if let Some(p) = load(&ctx.store)? {
+        return Err(awaiting(&p, ctx.env.now()));
+    }
+    let mut pending = new_pending(ctx, profile, &req)?;
+    save(&ctx.store, &pending)?;
     match launch(&pending) {
-        Ok(Some(pid)) => {
-            update(ctx, &pending.token, |p| p.watcher_pid = Some(pid))?;
-        }
-        Ok(None) => {}
+        Ok(pid) => pending.watcher_pid = pid,
         Err(e) => {
-            clear_if(ctx, &pending.token)?;
+            clear(&ctx.store)?;
             return Err(e);
         }
     }
-    let persist_file = ctx.persist_file.take();
-    let result = apply::apply(ctx, profile, false);
-    ctx.persist_file = persist_file;
-    match result {
-        Ok((plan, Outcome::Applied { id, seq, record })) => {
-            let attach = |p: &mut Pending| {
-                p.record = Some(id.clone());
-                p.deadline_ms = deadline_after(ctx, req.within);
-            };
-            let pending = update(ctx, &pending.token, attach)?
-                .ok_or_else(|| Error::state("the pending change vanished while applying", None))?;
-            Ok((
-                plan,
-                Started::Applied {
-                    id,
-                    seq,
-                    record,
-                    pending,
-                },
-            ))
-        }
-        Ok((plan, _)) => {
-            clear_if(ctx, &pending.token)?;
-            Ok((plan, Started::InSync))
-        }
+    save(&ctx.store, &pending)?;
+    let applied = apply::apply(ctx, &lock, profile, &Persist::No, false);
+    let (plan, outcome) = match applied {
+        Ok(done) => done,
         Err(e) => {
-            clear_if(ctx, &pending.token)?;
-            Err(e)
+            clear(&ctx.store)?;
+            return Err(e);
         }
-    }
+    };
+    let Outcome::Applied { id, seq, record } = outcome else {
+        clear(&ctx.store)?;
+        return Ok((plan, Started::InSync));
+    };
+    pending.record = Some(id.clone());
+    pending.deadline_ms = deadline_after(ctx, req.within);
+    save(&ctx.store, &pending)?;
+    let started = Started::Applied {
+        id,
+        seq,
+        record,
+        pending,
+    };
+    Ok((plan, started))
 }
 
 fn new_pending(ctx: &Context, profile: &Profile, req: &Request) -> Result<Pending> {
@@ -279,16 +272,12 @@ fn new_pending(ctx: &Context, profile: &Profile, req: &Request) -> Result<Pendin
         path: path.display().to_string(),
         after: persist::render(&plan, &profile.path),
     });
-    let now = (ctx.now)();
+    let now = ctx.env.now();
     Ok(Pending {
         format: PENDING_FORMAT,
-        token: format!("{:x}-{}", since_epoch(now).as_nanos(), std::process::id()),
+        token: format!("{:x}-{}", since_epoch(now).as_nanos(), ctx.env.pid()),
         mode: req.mode,
-        profile: ProfileRef {
-            name: profile.name.clone(),
-            path: profile.path.display().to_string(),
-            sha256: profile.fingerprint.clone(),
-        },
+        profile: apply::profile_ref(profile),
         after_seq: ctx.store.history()?.last().map_or(0, |e| e.seq),
         record: None,
         created: humantime::format_rfc3339_seconds(now).to_string(),
@@ -300,14 +289,6 @@ fn new_pending(ctx: &Context, profile: &Profile, req: &Request) -> Result<Pendin
         persist,
         reverting: None,
     })
-}
-
-fn clear_if(ctx: &Context, token: &str) -> Result<()> {
-    let _lock = ctx.store.lock(ctx.lock_timeout)?;
-    if load(&ctx.store)?.is_some_and(|p| p.token == token) {
-        clear(&ctx.store)?;
-    }
-    Ok(())
 }
 
 /// After a healthy watch with `--confirm-within`: wait for a person now, until `within` from now.
@@ -322,7 +303,7 @@ pub fn hand_over(ctx: &Context, token: &str, within: Duration) -> Result<Pending
 }
 
 /// Why the pending change must be rolled back now, if it must.
-pub fn due(p: &Pending, now: SystemTime, boot_id: Option<&str>) -> Option<Reason> {
+pub fn due(p: &Pending, env: &dyn Env, boot_id: Option<&str>) -> Option<Reason> {
     if let Some(reason) = p.reverting {
         return Some(reason);
     }
@@ -331,15 +312,15 @@ pub fn due(p: &Pending, now: SystemTime, boot_id: Option<&str>) -> Option<Reason
             return Some(Reason::Rebooted);
         }
     }
-    if p.mode == Mode::Watch && p.owner.as_ref().is_some_and(|o| !o.alive()) {
+    if p.mode == Mode::Watch && p.owner.as_ref().is_some_and(|o| !o.alive(env)) {
         return Some(Reason::OwnerDied);
     }
-    (p.time_left(now).is_zero()).then_some(Reason::Deadline)
+    (p.time_left(env.now()).is_zero()).then_some(Reason::Deadline)
 }
 
 /// The applied record of a pending change and whether it is still in effect.
 fn target(ctx: &Context, p: &Pending) -> Result<Option<(String, bool)>> {
-    let entries = rollback::entries(ctx)?;
+    let entries = history::entries(ctx)?;
     let found = entries.iter().find(|e| match &p.record {
         Some(id) => e.id == *id,
         None => {
@@ -397,10 +378,10 @@ fn assess(
         return Ok(Verdict::Gone);
     };
     let found = target(ctx, &p)?;
-    Ok(match force.or_else(|| due(&p, (ctx.now)(), boot_id)) {
+    Ok(match force.or_else(|| due(&p, ctx.env, boot_id)) {
         Some(reason) => Verdict::Revert(p, reason, found),
         None if p.record.is_some() && !found.is_some_and(|(_, live)| live) => Verdict::Clear,
-        None => Verdict::Wait(p.time_left((ctx.now)())),
+        None => Verdict::Wait(p.time_left(ctx.env.now())),
     })
 }
 
@@ -419,26 +400,47 @@ pub fn enforce(
         Verdict::Clear | Verdict::Revert(..) => {}
     }
     let lock = ctx.store.lock(ctx.lock_timeout)?;
+    enforce_locked(ctx, &lock, token, force, boot_id)
+}
+
+/// [`enforce`] for a caller that holds the lock.
+pub fn enforce_locked(
+    ctx: &Context,
+    lock: &StoreLock,
+    token: Option<&str>,
+    force: Option<Reason>,
+    boot_id: Option<&str>,
+) -> Result<Enforced> {
     // An apply killed between its kernel writes and its commit left a journal: finish or undo
     // it first, so the history says whether there is a change to roll back.
-    rollback::recover(ctx, &lock)?;
-    let (mut p, reason, found) = match assess(ctx, token, force, boot_id)? {
-        Verdict::Gone => return Ok(Enforced::Gone),
-        Verdict::Wait(left) => return Ok(Enforced::Waiting { left }),
+    transaction::recover(ctx, lock)?;
+    match assess(ctx, token, force, boot_id)? {
+        Verdict::Gone => Ok(Enforced::Gone),
+        Verdict::Wait(left) => Ok(Enforced::Waiting { left }),
         Verdict::Clear => {
             clear(&ctx.store)?;
-            return Ok(Enforced::Cleared);
+            Ok(Enforced::Cleared)
         }
-        Verdict::Revert(p, reason, found) => (p, reason, found),
-    };
+        Verdict::Revert(p, reason, found) => revert(ctx, lock, p, reason, found),
+    }
+}
+
+/// Marks the pending change as reverting (so a confirmation cannot race it), rolls back the
+/// applied record if it is still in effect, and clears the pending file.
+fn revert(
+    ctx: &Context,
+    lock: &StoreLock,
+    mut p: Pending,
+    reason: Reason,
+    found: Option<(String, bool)>,
+) -> Result<Enforced> {
     p.reverting = Some(reason);
     save(&ctx.store, &p)?;
-    drop(lock);
     let rolled = match found {
-        Some((id, true)) => Some(rollback::rollback(ctx, Some(&id), false)?),
+        Some((id, true)) => Some(rollback::rollback(ctx, lock, Some(&id), false)?),
         _ => None,
     };
-    clear_if(ctx, &p.token)?;
+    clear(&ctx.store)?;
     Ok(Enforced::Reverted {
         reason,
         rollback: rolled,
@@ -450,19 +452,18 @@ pub fn enforce(
 pub struct Confirmed {
     /// The change that was pending.
     pub pending: Pending,
-    /// The persisting record (id, seq), when there was something to persist.
-    pub persisted: Option<(String, u64, Record)>,
+    /// The persisting record, when there was something to persist.
+    pub persisted: Option<Committed>,
 }
 
 /// Keeps the pending change: persists it as its own journaled record and drops the deadline.
 pub fn confirm(ctx: &Context, boot_id: Option<&str>) -> Result<Confirmed> {
     let lock = ctx.store.lock(ctx.lock_timeout)?;
-    rollback::recover(ctx, &lock)?;
+    transaction::recover(ctx, &lock)?;
     let p = load(&ctx.store)?
         .ok_or_else(|| Error::state("nothing awaits confirmation", Some("see `sysprof status`")))?;
-    if due(&p, (ctx.now)(), boot_id).is_some() {
-        drop(lock);
-        enforce(ctx, Some(&p.token), None, boot_id)?;
+    if due(&p, ctx.env, boot_id).is_some() {
+        enforce_locked(ctx, &lock, Some(&p.token), None, boot_id)?;
         return Err(Error::state(
             format!(
                 "too late: the deadline for {} passed at {}; the change was rolled back",
@@ -493,14 +494,14 @@ pub fn confirm(ctx: &Context, boot_id: Option<&str>) -> Result<Confirmed> {
     })
 }
 
-/// Writes the sysctl.d file as a record repeating the applied key changes (their `before` is the
-/// value before the confirmed apply), so that one `sysprof rollback` undoes values and file.
+/// Writes the sysctl.d file as a change repeating the applied key changes (their `before` is
+/// the value before the confirmed apply), so that one `sysprof rollback` undoes values and file.
 fn persist_step(
     ctx: &Context,
     lock: &StoreLock,
     p: &Pending,
     id: &str,
-) -> Result<Option<(String, u64, Record)>> {
+) -> Result<Option<Committed>> {
     let Some(target) = &p.persist else {
         return Ok(None);
     };
@@ -509,28 +510,26 @@ fn persist_step(
         return Ok(None);
     }
     let (_, applied) = ctx.store.load(id)?;
-    let persist = PersistChange {
-        path: target.path.clone(),
-        before,
-        after: Some(target.after.clone()),
-    };
     // `restores` names the confirmed apply: this record takes its place in the history's stack,
     // so one `sysprof rollback` undoes values and file together.
-    let record = ctx.new_record(
-        ctx.store.next_seq()?,
-        RecordKind::Apply,
-        applied.profile.clone(),
-        Some(id.to_owned()),
-        applied.changes.clone(),
-        Some(persist),
-    );
-    let (rid, seq) = apply::execute(ctx, lock, &record)?;
-    Ok(Some((rid, seq, record)))
+    let change = Change {
+        kind: RecordKind::Apply,
+        profile: applied.profile.clone(),
+        restores: Some(id.to_owned()),
+        keys: applied.changes.clone(),
+        persist: Some(PersistChange {
+            path: target.path.clone(),
+            before,
+            after: Some(target.after.clone()),
+        }),
+    };
+    transaction::execute(ctx, lock, change).map(Some)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::env::FixedClock;
 
     fn pending(mode: Mode, deadline_ms: u64) -> Pending {
         Pending {
@@ -558,37 +557,36 @@ mod tests {
     #[test]
     fn a_pending_change_is_due_at_its_deadline_after_a_reboot_or_when_its_owner_dies() {
         let now = UNIX_EPOCH + Duration::from_secs(1000);
+        let at = FixedClock(now);
+        let later = FixedClock(now + Duration::from_secs(5));
         let p = pending(Mode::Confirm, 1_005_000);
         assert_eq!(p.time_left(now), Duration::from_secs(5));
-        assert_eq!(due(&p, now, Some("boot-a")), None);
+        assert_eq!(due(&p, &at, Some("boot-a")), None);
+        assert_eq!(due(&p, &later, Some("boot-a")), Some(Reason::Deadline));
+        assert_eq!(due(&p, &at, Some("boot-b")), Some(Reason::Rebooted));
         assert_eq!(
-            due(&p, now + Duration::from_secs(5), Some("boot-a")),
-            Some(Reason::Deadline)
-        );
-        assert_eq!(due(&p, now, Some("boot-b")), Some(Reason::Rebooted));
-        assert_eq!(
-            due(&p, now, None),
+            due(&p, &at, None),
             None,
             "an unreadable boot id is not a reboot"
         );
 
         let mut watched = pending(Mode::Watch, 1_005_000);
-        watched.owner = Owner::current();
-        assert_eq!(due(&watched, now, None), None, "this test process is alive");
+        watched.owner = Owner::current(&at);
+        assert_eq!(due(&watched, &at, None), None, "this test process is alive");
         watched.owner.as_mut().unwrap().start += 1;
         assert_eq!(
-            due(&watched, now, None),
+            due(&watched, &at, None),
             Some(Reason::OwnerDied),
             "same pid, other process"
         );
         watched.reverting = Some(Reason::GateTripped);
-        assert_eq!(due(&watched, now, None), Some(Reason::GateTripped));
+        assert_eq!(due(&watched, &at, None), Some(Reason::GateTripped));
     }
 
     #[test]
     fn the_pending_file_round_trips_in_the_state_dir() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::new(dir.path().join("state"));
+        let store = Store::new(dir.path().join("state"), &crate::env::SYSTEM);
         store.ensure().unwrap();
         assert_eq!(load(&store).unwrap(), None);
         let p = pending(Mode::Confirm, 0);

@@ -215,9 +215,10 @@ pub fn watch(
     let mut previous = baseline.clone();
     let mut samples = 0;
     loop {
-        let elapsed = start.elapsed();
+        let elapsed = src.env.monotonic().duration_since(start);
         let remaining = window.saturating_sub(elapsed);
-        std::thread::sleep(interval.min(remaining).max(Duration::from_millis(10)));
+        src.env
+            .sleep(interval.min(remaining).max(Duration::from_millis(10)));
         let current = sample::sample(src);
         samples += 1;
         let checks = evaluate(gates, &baseline, &previous, &current);
@@ -243,7 +244,7 @@ pub fn watch(
 /// Checks the gates once: two samples `over` apart (increases and rates need a span).
 pub fn check_once(src: &Sources, gates: &[Gate], over: Duration) -> (Vec<Check>, Sample) {
     let first = sample::sample(src);
-    std::thread::sleep(over);
+    src.env.sleep(over);
     let second = sample::sample(src);
     (evaluate(gates, &first, &first, &second), second)
 }

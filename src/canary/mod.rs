@@ -7,5 +7,6 @@
 pub mod cohort;
 pub mod confirm;
 pub mod health;
+pub mod safe_apply;
 pub mod sample;
 pub mod watcher;

@@ -22,6 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::env::Env;
 use crate::kernel::SysctlTree;
 use crate::kernel::procnet::{ConntrackStats, Counters, TcpState, parse_sockets};
 use crate::profile::health::TCP_STATES;
@@ -37,6 +38,8 @@ pub struct Sources<'a> {
     pub proc_net: &'a Path,
     /// The sysctl tree (conntrack count/max, the ephemeral port range).
     pub tree: &'a SysctlTree,
+    /// The clock samples are stamped with.
+    pub env: &'a dyn Env,
 }
 
 /// Counter values at one moment.
@@ -64,7 +67,7 @@ impl Sample {
 /// Reads every source once.
 pub fn sample(src: &Sources) -> Sample {
     let mut s = Sample {
-        taken: Instant::now(),
+        taken: src.env.monotonic(),
         values: BTreeMap::new(),
         unavailable: Vec::new(),
     };
@@ -194,6 +197,7 @@ mod tests {
         let s = sample(&Sources {
             proc_net: &net,
             tree: &tree,
+            env: &crate::env::SYSTEM,
         });
         assert_eq!(s.get("TcpExt.ListenOverflows"), Some(17.0));
         assert_eq!(s.get("sockets.TIME_WAIT"), Some(1.0));
@@ -216,6 +220,7 @@ mod tests {
         let s = sample(&Sources {
             proc_net: &net,
             tree: &tree,
+            env: &crate::env::SYSTEM,
         });
         assert_eq!(s.get("nf_conntrack.drop"), Some(16.0), "summed over CPUs");
         assert_eq!(s.get("nf_conntrack.early_drop"), Some(3.0));

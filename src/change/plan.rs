@@ -6,6 +6,7 @@
 
 use std::fmt::Write as _;
 
+use crate::change::record::KeyChange;
 use crate::error::{Error, KernelFault};
 use crate::kernel::SysctlTree;
 use crate::profile::key::SysctlKey;
@@ -30,7 +31,7 @@ pub enum Status {
 
 /// One key of a plan.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct Change {
+pub struct KeyPlan {
     /// The key.
     pub key: SysctlKey,
     /// The kernel's value now, if readable.
@@ -54,7 +55,7 @@ pub struct Plan {
     /// Profile fingerprint.
     pub fingerprint: String,
     /// The keys.
-    pub changes: Vec<Change>,
+    pub changes: Vec<KeyPlan>,
 }
 
 impl Plan {
@@ -74,7 +75,7 @@ impl Plan {
                 }) => (None, Status::Missing, None),
                 Err(e) => (None, Status::Unreadable, Some(e.to_string())),
             };
-            Change {
+            KeyPlan {
                 key: setting.key.clone(),
                 current,
                 desired: setting.value.clone(),
@@ -93,15 +94,26 @@ impl Plan {
     }
 
     /// Keys that will be written.
-    pub fn pending(&self) -> impl Iterator<Item = &Change> {
+    pub fn pending(&self) -> impl Iterator<Item = &KeyPlan> {
         self.changes.iter().filter(|c| c.status == Status::Changed)
     }
 
     /// Keys that block an apply (missing or unreadable).
-    pub fn blockers(&self) -> impl Iterator<Item = &Change> {
+    pub fn blockers(&self) -> impl Iterator<Item = &KeyPlan> {
         self.changes
             .iter()
             .filter(|c| matches!(c.status, Status::Missing | Status::Unreadable))
+    }
+
+    /// The key writes an apply makes: every pending key from its current to its desired value.
+    pub fn key_changes(&self) -> Vec<KeyChange> {
+        self.pending()
+            .map(|c| KeyChange {
+                key: c.key.clone(),
+                before: c.current.clone().unwrap_or_default(),
+                after: c.desired.clone(),
+            })
+            .collect()
     }
 
     /// Whether the kernel already matches the profile.

@@ -31,103 +31,13 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::change::record::{Record, SHORT_ID};
+use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::profile::hex;
 
 /// Default state directory.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/sysprof";
-/// Record format written by this build.
-pub const RECORD_FORMAT: u32 = 1;
-/// Length of the short ids shown to users.
-pub const SHORT_ID: usize = 12;
-
-/// What a record did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RecordKind {
-    /// `sysprof apply`.
-    Apply,
-    /// `sysprof rollback`.
-    Rollback,
-}
-
-/// The profile a record applied.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProfileRef {
-    /// Its name.
-    pub name: String,
-    /// The path given on the command line.
-    pub path: String,
-    /// Its fingerprint (sha256 over its files).
-    pub sha256: String,
-}
-
-/// One key's change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeyChange {
-    /// The key, dotted.
-    pub key: String,
-    /// The kernel's value before.
-    pub before: String,
-    /// The value written.
-    pub after: String,
-}
-
-/// The persisted sysctl.d file before and after (None = absent).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PersistChange {
-    /// The file.
-    pub path: String,
-    /// Its content before.
-    pub before: Option<String>,
-    /// Its content after.
-    pub after: Option<String>,
-}
-
-/// A snapshot of one change: enough to undo it and to explain it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Record {
-    /// Record format version.
-    pub format: u32,
-    /// Position in the history this record was written for.
-    pub seq: u64,
-    /// Apply or rollback.
-    pub kind: RecordKind,
-    /// UTC time, RFC 3339.
-    pub time: String,
-    /// Who ran it (uid and name).
-    pub user: String,
-    /// Host name.
-    pub host: String,
-    /// Kernel release.
-    pub kernel: String,
-    /// Network namespace, if `--netns` was used.
-    pub netns: Option<String>,
-    /// The profile applied (apply records).
-    pub profile: Option<ProfileRef>,
-    /// For rollbacks: the record whose prior state this restores. For the persisting apply
-    /// that `sysprof confirm` writes: the unpersisted apply it confirms (and replaces).
-    pub restores: Option<String>,
-    /// Key changes in write order.
-    pub changes: Vec<KeyChange>,
-    /// The persisted file change, if any.
-    pub persist: Option<PersistChange>,
-}
-
-impl Record {
-    /// The canonical bytes that are hashed and stored.
-    pub fn canonical_bytes(&self) -> Vec<u8> {
-        let mut bytes = serde_json::to_vec_pretty(self).expect("records serialise");
-        bytes.push(b'\n');
-        bytes
-    }
-
-    /// Whether the record changes nothing.
-    pub fn is_empty(&self) -> bool {
-        self.changes.is_empty() && self.persist.as_ref().is_none_or(|p| p.before == p.after)
-    }
-}
-
 /// The phase of an in-flight change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -211,15 +121,27 @@ impl Drop for StoreLock {
 }
 
 /// The state directory.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Store {
     dir: PathBuf,
+    /// Whose store it is (euid) and who locks it (pid).
+    env: &'static dyn Env,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("dir", &self.dir).finish()
+    }
 }
 
 impl Store {
-    /// A store at `dir`; nothing is created until something is written.
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+    /// A store at `dir` for the process `env` describes; nothing is created until something
+    /// is written.
+    pub fn new(dir: impl Into<PathBuf>, env: &'static dyn Env) -> Self {
+        Self {
+            dir: dir.into(),
+            env,
+        }
     }
 
     /// The directory.
@@ -231,7 +153,7 @@ impl Store {
     pub fn ensure(&self) -> Result<()> {
         for dir in [self.dir.clone(), self.dir.join("records")] {
             match fs::symlink_metadata(&dir) {
-                Ok(meta) => check_private_dir(&dir, &meta)?,
+                Ok(meta) => check_private_dir(&dir, &meta, self.env.euid())?,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     fs::DirBuilder::new()
                         .recursive(true)
@@ -267,7 +189,7 @@ impl Store {
                     // No fsync: the pid only names the holder to a waiting process (the page
                     // cache is coherent), and a crash releases the flock anyway.
                     lock.set_len(0)
-                        .and_then(|_| writeln!(lock, "{}", std::process::id()))
+                        .and_then(|_| writeln!(lock, "{}", self.env.pid()))
                         .map_err(|e| Error::io("write", &path, e))?;
                     return Ok(StoreLock { _lock: lock });
                 }
@@ -499,7 +421,7 @@ fn missing_snapshot(id: &str) -> Error {
     )
 }
 
-fn check_private_dir(dir: &Path, meta: &fs::Metadata) -> Result<()> {
+fn check_private_dir(dir: &Path, meta: &fs::Metadata, euid: u32) -> Result<()> {
     if meta.file_type().is_symlink() || !meta.is_dir() {
         return Err(Error::state(
             format!(
@@ -509,7 +431,7 @@ fn check_private_dir(dir: &Path, meta: &fs::Metadata) -> Result<()> {
             Some("remove it or pick another --state-dir"),
         ));
     }
-    if meta.uid() != nix::unistd::geteuid().as_raw() {
+    if meta.uid() != euid {
         return Err(Error::state(
             format!(
                 "state dir {} is owned by uid {}, not by us",
@@ -615,6 +537,10 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::change::record::{KeyChange, RECORD_FORMAT, RecordKind};
+    use crate::env::SYSTEM;
+    use crate::profile::key::SysctlKey;
+    use crate::profile::value::Value;
 
     fn record(seq: u64) -> Record {
         Record {
@@ -629,9 +555,9 @@ mod tests {
             profile: None,
             restores: None,
             changes: vec![KeyChange {
-                key: "net.ipv4.tcp_fin_timeout".into(),
-                before: "60".into(),
-                after: "30".into(),
+                key: SysctlKey::parse("net.ipv4.tcp_fin_timeout").unwrap(),
+                before: Value::from_text("60"),
+                after: Value::from_text("30"),
             }],
             persist: None,
         }
@@ -640,7 +566,7 @@ mod tests {
     #[test]
     fn history_appends_lines_and_ignores_a_torn_last_one() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::new(dir.path().join("state"));
+        let store = Store::new(dir.path().join("state"), &SYSTEM);
         let lock = store.lock(Duration::from_secs(1)).unwrap();
         let ids: Vec<String> = (1..=2)
             .map(|seq| store.begin(&lock, &record(seq)).unwrap())
@@ -685,7 +611,7 @@ mod tests {
     #[test]
     fn a_legacy_history_is_read_and_replaced_at_the_next_commit() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::new(dir.path().join("state"));
+        let store = Store::new(dir.path().join("state"), &SYSTEM);
         let lock = store.lock(Duration::from_secs(1)).unwrap();
         // A change committed by an earlier build: its record, and the whole-file history.
         let old = store.begin(&lock, &record(1)).unwrap();
@@ -704,7 +630,7 @@ mod tests {
     #[test]
     fn records_are_content_addressed_and_verified() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::new(dir.path().join("state"));
+        let store = Store::new(dir.path().join("state"), &SYSTEM);
         let lock = store.lock(Duration::from_secs(1)).unwrap();
         let id = store.begin(&lock, &record(1)).unwrap();
         assert_eq!(
@@ -742,7 +668,7 @@ mod tests {
     #[test]
     fn modes_are_private_and_symlinks_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::new(dir.path().join("state"));
+        let store = Store::new(dir.path().join("state"), &SYSTEM);
         let lock = store.lock(Duration::from_secs(1)).unwrap();
         let id = store.begin(&lock, &record(1)).unwrap();
         let mode = |p: &Path| fs::metadata(p).unwrap().mode() & 0o777;
@@ -753,7 +679,7 @@ mod tests {
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(store.dir(), &link).unwrap();
         assert!(
-            Store::new(&link)
+            Store::new(&link, &SYSTEM)
                 .ensure()
                 .unwrap_err()
                 .to_string()
@@ -764,7 +690,7 @@ mod tests {
     #[test]
     fn a_second_locker_times_out_naming_the_holder() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::new(dir.path());
+        let store = Store::new(dir.path(), &SYSTEM);
         let _held = store.lock(Duration::from_secs(1)).unwrap();
         let err = store.lock(Duration::from_millis(50)).unwrap_err();
         assert!(

@@ -13,8 +13,6 @@ use std::ffi::OsString;
 
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Subcommand};
 
-use super::Cli;
-
 thread_local! {
     /// The subcommand [`Only`] adds (`Some("")`: none), or `None` for all of them.
     static SELECTED: RefCell<Option<String>> = const { RefCell::new(None) };
@@ -58,18 +56,25 @@ impl<T: Subcommand> Subcommand for Only<T> {
     }
 }
 
-/// Parses `args` (argv, program name first) into a [`Cli`], building only the subcommand
-/// named there.
-pub fn parse(args: Vec<OsString>) -> Result<Cli, clap::Error> {
-    let mut matches = command_for(&args).try_get_matches_from(args)?;
-    Cli::from_arg_matches_mut(&mut matches)
+/// Parses `args` (argv, program name first) into `P`, building only the subcommand named
+/// there. `G` are `P`'s global options and `C` its subcommands (whose field is an [`Only`]).
+pub fn parse<P, G, C>(args: Vec<OsString>) -> Result<P, clap::Error>
+where
+    P: CommandFactory + FromArgMatches,
+    G: clap::Args,
+    C: Subcommand,
+{
+    let mut matches = command_for::<P, G, C>(&args).try_get_matches_from(args)?;
+    P::from_arg_matches_mut(&mut matches)
 }
 
 /// The command tree for parsing `args`: the top level with the invoked subcommand only, or
 /// everything.
-fn command_for(args: &[OsString]) -> clap::Command {
-    SELECTED.with(|s| *s.borrow_mut() = invoked(args));
-    let cmd = Cli::command();
+fn command_for<P: CommandFactory, G: clap::Args, C: Subcommand>(
+    args: &[OsString],
+) -> clap::Command {
+    SELECTED.with(|s| *s.borrow_mut() = invoked::<G, C>(args));
+    let cmd = P::command();
     SELECTED.with(|s| *s.borrow_mut() = None);
     cmd
 }
@@ -77,9 +82,8 @@ fn command_for(args: &[OsString]) -> clap::Command {
 /// The name of the subcommand in `args`, if there is one and nothing asks for help: the first
 /// word that is neither an option nor the value of a top-level option that takes one. `--version`
 /// without a subcommand needs none (`Some("")`).
-fn invoked(args: &[OsString]) -> Option<String> {
-    let top = clap::Command::new("top");
-    let top = <super::Global as clap::Args>::augment_args(top);
+fn invoked<G: clap::Args, C: Subcommand>(args: &[OsString]) -> Option<String> {
+    let top = G::augment_args(clap::Command::new("top"));
     let takes_value = |long: &str| {
         top.get_arguments()
             .find(|a| a.get_long() == Some(long))
@@ -99,7 +103,7 @@ fn invoked(args: &[OsString]) -> Option<String> {
             _ if word.starts_with('-') => {}
             _ => {
                 let asks_help = args.iter().any(|a| a == "-h" || a == "--help");
-                let known = <super::Command as Subcommand>::has_subcommand(word);
+                let known = C::has_subcommand(word);
                 return (known && !asks_help).then(|| word.to_owned());
             }
         }
@@ -110,7 +114,16 @@ fn invoked(args: &[OsString]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::flags::{Cli, Command, Global};
     use clap::Parser;
+
+    fn parse(args: Vec<OsString>) -> Result<Cli, clap::Error> {
+        super::parse::<Cli, Global, Command>(args)
+    }
+
+    fn command_for(args: &[OsString]) -> clap::Command {
+        super::command_for::<Cli, Global, Command>(args)
+    }
 
     fn argv(line: &str) -> Vec<OsString> {
         line.split_whitespace().map(OsString::from).collect()

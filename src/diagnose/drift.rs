@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::change::rollback::Entry;
+use crate::change::history::Entry;
 use crate::kernel::SysctlTree;
 use crate::profile::key::SysctlKey;
 use crate::profile::value::Value;
@@ -16,17 +16,17 @@ use crate::profile::value::Value;
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Drift {
     /// The key.
-    pub key: String,
+    pub key: SysctlKey,
     /// What sysprof last wrote.
-    pub expected: String,
+    pub expected: Value,
     /// What the kernel has now (`None`: unreadable or gone).
-    pub now: Option<String>,
+    pub now: Option<Value>,
     /// The history entry that wrote `expected`.
     pub set_by: u64,
 }
 
 /// Key → (value, seq) as the history leaves it.
-pub fn expected(entries: &[Entry]) -> BTreeMap<String, (String, u64)> {
+pub fn expected(entries: &[Entry]) -> BTreeMap<SysctlKey, (Value, u64)> {
     let mut state = BTreeMap::new();
     for entry in entries {
         for change in &entry.record.changes {
@@ -40,17 +40,14 @@ pub fn expected(entries: &[Entry]) -> BTreeMap<String, (String, u64)> {
 pub fn detect(tree: &SysctlTree, entries: &[Entry]) -> Vec<Drift> {
     expected(entries)
         .into_iter()
-        .filter_map(|(key, (after, seq))| {
-            let parsed = SysctlKey::parse(&key).ok()?;
-            let now = tree.read(&parsed).ok().map(|v| v.to_string());
-            let same = now
-                .as_deref()
-                .is_some_and(|n| Value::from_text(n).same_as(&Value::from_text(&after)));
+        .filter_map(|(key, (expected, set_by))| {
+            let now = tree.read(&key).ok();
+            let same = now.as_ref().is_some_and(|n| n.same_as(&expected));
             (!same).then_some(Drift {
                 key,
-                expected: after,
+                expected,
                 now,
-                set_by: seq,
+                set_by,
             })
         })
         .collect()

@@ -74,6 +74,14 @@ impl serde::Serialize for SysctlKey {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for SysctlKey {
+    /// A key read back from a record or a saved plan is checked like one typed by hand.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let text = <String as serde::Deserialize>::deserialize(d)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 /// A key that may contain `*` components, each matching exactly one component.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct KeyPattern {

@@ -169,7 +169,7 @@ pub struct Profile {
     /// sha256 of every file's bytes in resolution order: stable across hosts and checkouts.
     pub fingerprint: String,
     /// Health gates (`health:`), parents' first, later files replace gates on the same counter.
-    pub health: crate::canary::health::HealthSpec,
+    pub health: crate::profile::health::HealthSpec,
     /// Rollout stages (`rollout:`), the last file that has them wins.
     pub rollout: Option<crate::profile::rollout::RolloutSpec>,
     /// Every file read, in resolution order.
@@ -265,7 +265,7 @@ struct Loader {
     texts: BTreeMap<Arc<str>, Arc<str>>,
     context: BTreeMap<String, Fact>,
     settings: BTreeMap<SysctlKey, Setting>,
-    health: crate::canary::health::HealthSpec,
+    health: crate::profile::health::HealthSpec,
     rollout: Option<crate::profile::rollout::RolloutSpec>,
     hasher: Sha256,
     cache: ParseCache,
@@ -289,7 +289,15 @@ impl Loader {
             Some((text, root)) => (text.clone(), root.clone()),
             None => {
                 let text: Arc<str> = read_bounded(path, &display, from)?.into();
-                let root: Arc<[(Node, Node)]> = parse_root(&text, &display)?.into();
+                let yaml_named = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
+                let root = parse_root(&text, &display).map_err(|e| {
+                    if yaml_named {
+                        with_snippet(e, &display, &text)
+                    } else {
+                        e
+                    }
+                })?;
+                let root: Arc<[(Node, Node)]> = root.into();
                 let parsed = (text.clone(), root.clone());
                 self.cache.files.insert(canonical.clone(), parsed);
                 (text, root)
@@ -297,7 +305,9 @@ impl Loader {
         };
         self.texts.insert(display.clone(), text.clone());
         self.stack.push(canonical);
-        let doc = self.document(&root, path, &display)?;
+        let doc = self
+            .document(&root, path, &display)
+            .map_err(|e| with_snippet(e, &display, &text))?;
         self.stack.pop();
         self.hasher.update((text.len() as u64).to_le_bytes());
         self.hasher.update(text.as_bytes());
@@ -331,7 +341,7 @@ impl Loader {
                 "sysctls" => self.sysctls(value, file)?,
                 "health" => self
                     .health
-                    .merge(crate::canary::health::HealthSpec::parse(value, file)?),
+                    .merge(crate::profile::health::HealthSpec::parse(value, file)?),
                 "rollout" => {
                     self.rollout = Some(crate::profile::rollout::RolloutSpec::parse(value, file)?)
                 }
@@ -704,11 +714,49 @@ fn token(text: &str, plain: bool, node: &Node, at: &Location, key: &SysctlKey) -
 /// Names the key in an error about one of its setting's fields.
 fn of_key(key: &SysctlKey, err: Error) -> Error {
     match err {
-        Error::Profile { at, message, help } => Error::Profile {
+        Error::Profile {
+            at,
+            message,
+            help,
+            snippet,
+        } => Error::Profile {
             at,
             message: format!("{key}: {message}"),
             help,
+            snippet,
         },
+        other => other,
+    }
+}
+
+/// Longest source line quoted under an error.
+const MAX_SNIPPET: usize = 200;
+
+/// Attaches the line an error in this file points at (cut at [`MAX_SNIPPET`] characters), for
+/// the caret under it. Only for text that is a profile: a file that is not one (`extends:
+/// [/etc/shadow]`) is never quoted.
+fn with_snippet(err: Error, file: &Arc<str>, text: &str) -> Error {
+    match err {
+        Error::Profile {
+            at,
+            message,
+            help,
+            snippet: None,
+        } if at.file == *file => {
+            let snippet = text.lines().nth(at.line.saturating_sub(1)).map(|line| {
+                let mut cut: String = line.chars().take(MAX_SNIPPET).collect();
+                if cut.len() < line.len() {
+                    cut.push('…');
+                }
+                cut
+            });
+            Error::Profile {
+                at,
+                message,
+                help,
+                snippet,
+            }
+        }
         other => other,
     }
 }
@@ -718,6 +766,7 @@ fn profile_error(at: Location, message: String, help: Option<&str>) -> Error {
         at,
         message,
         help: help.map(str::to_owned),
+        snippet: None,
     }
 }
 
@@ -734,6 +783,7 @@ fn unknown_field(at: Location, what: &str, name: &str, expected: &[&str]) -> Err
         at,
         message: format!("unknown {what} `{name}`"),
         help: Some(help),
+        snippet: None,
     }
 }
 

@@ -84,6 +84,7 @@ impl RolloutSpec {
                     .unwrap_or_else(unknown_place),
                 message: format!("the rollout has no stage `{name}`"),
                 help: Some(format!("{hint}stages: {}", names.join(", "))),
+                snippet: None,
             }
         })
     }

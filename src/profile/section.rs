@@ -26,6 +26,7 @@ pub fn error(file: &Arc<str>, node: &Node, message: String, help: Option<&str>) 
         at: at(file, node),
         message,
         help: help.map(str::to_owned),
+        snippet: None,
     }
 }
 
@@ -121,6 +122,7 @@ pub fn unknown(file: &Arc<str>, key: &Node, what: &str, expected: &[&str]) -> Er
         at: at(file, key),
         message: format!("unknown {what} `{name}`"),
         help: Some(help),
+        snippet: None,
     }
 }
 

@@ -88,6 +88,12 @@ impl serde::Serialize for Value {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for Value {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        <String as serde::Deserialize>::deserialize(d).map(|text| Self::from_text(&text))
+    }
+}
+
 /// Parses a plain decimal integer: optional `-`, digits, no leading zeros, no `+`, no `0x`.
 pub fn parse_decimal(token: &str) -> Option<i128> {
     let digits = token.strip_prefix('-').unwrap_or(token);

@@ -28,7 +28,7 @@ pub fn profile_schema(schema: &Schema) -> Json {
         },
         "context": context(),
         "sysctls": sysctls(schema),
-        "health": crate::canary::health::json_schema(),
+        "health": crate::profile::health::json_schema(),
         "rollout": crate::profile::rollout::json_schema(),
     });
     debug_assert_eq!(

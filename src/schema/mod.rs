@@ -13,6 +13,7 @@ use crate::error::{Error, Result, closest};
 use crate::profile::key::{KeyPattern, SysctlKey};
 use crate::profile::value::Value;
 
+pub mod finding;
 pub mod json_schema;
 pub mod rules;
 mod types;

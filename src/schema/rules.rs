@@ -8,7 +8,7 @@
 use crate::profile::key::SysctlKey;
 use crate::profile::value::{Value, parse_port_list};
 use crate::profile::{Fact, Profile};
-use crate::schema::validate::{Finding, FindingBuilder, Target};
+use crate::schema::finding::{Finding, FindingBuilder, Target};
 use crate::schema::{Condition, DataRule, Op, Scalar, Schema, Severity};
 
 /// A rule implemented in code: id, severity, summary, sources.

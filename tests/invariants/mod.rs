@@ -17,7 +17,8 @@ use sysprof::profile::Profile;
 use sysprof::profile::key::{KeyPattern, SysctlKey};
 use sysprof::profile::value::{Value, is_ambiguous_number, parse_decimal, parse_port_list};
 use sysprof::profile::yaml::{self, Node, NodeKind};
-use sysprof::schema::validate::{self, Target};
+use sysprof::schema::finding::Target;
+use sysprof::schema::validate;
 use sysprof::schema::{Schema, Version};
 
 /// A parsed key names a relative path strictly below the sysctl root, made of the key's own

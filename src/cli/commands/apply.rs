@@ -1,38 +1,54 @@
-//! `sysprof apply PROFILE`: the safe path from profile to kernel.
+//! `sysprof apply PROFILE`: validate, then apply plainly or through the staged, watched and
+//! confirmed path (`canary::safe_apply`).
 
+use std::io::IsTerminal;
 use std::path::Path;
 
-use super::{Io, checked_profile};
-use crate::change::apply::{self, Outcome};
-use crate::change::store::SHORT_ID;
-use crate::cli::Global;
-use crate::cli::render;
-use crate::cli::rollout::SafeApply;
-use crate::error::{Result, exit};
+use super::{boot_overrides, checked_profile};
+use crate::canary::safe_apply::{self, Event, Policy, WatcherKind};
+use crate::cli::flags::{SafeApply, WatcherChoice};
+use crate::cli::output::Output;
+use crate::cli::render::applied::{self, LiveLine};
+use crate::cli::settings::Settings;
+use crate::error::Result;
 
 /// Applies a profile (or shows what it would do with `--dry-run`).
-pub fn run(g: &Global, path: &Path, dry_run: bool, safe: &SafeApply, io: &mut Io) -> Result<i32> {
-    let mut ctx = g.context()?;
-    let (profile, _) = checked_profile(g, &ctx.schema, &ctx.target, path, io)?;
-    let boot_overrides = super::boot_check::check(g, &profile, io)?;
-    // --stage, --watch, --confirm-within, and the refusal while a change awaits confirmation.
-    if let Some(code) = super::canary::before_apply(g, &mut ctx, &profile, dry_run, safe, io)? {
-        return Ok(code);
-    }
-    let (plan, outcome) = apply::apply(&ctx, &profile, dry_run)?;
-    if io.json() {
-        io.emit(&serde_json::json!({ "ok": true, "profile": profile.name, "plan": plan, "result": outcome, "boot_overrides": boot_overrides }))?;
-        return Ok(exit::OK);
-    }
-    io.write_block(|out| match &outcome {
-        Outcome::InSync => render::ok(out, &format!("{}: in sync, nothing to change", profile.name)),
-        Outcome::DryRun { record } => {
-            render::record(out, record).and_then(|_| writeln!(out, "dry run: nothing was changed"))
-        }
-        Outcome::Applied { id, seq, record } => render::record(out, record).and_then(|_| {
-            let persisted = record.persist.as_ref().map(|p| format!(", persisted to {}", p.path)).unwrap_or_default();
-            render::ok(out, &format!("applied {} ({} key(s)){persisted}; snapshot {} (#{seq}); undo with `sysprof rollback`", profile.name, record.changes.len(), &id[..SHORT_ID]))
-        }),
-    })?;
-    Ok(exit::OK)
+pub fn run(
+    s: &Settings,
+    path: &Path,
+    dry_run: bool,
+    safe: &SafeApply,
+    out: &mut Output,
+) -> Result<i32> {
+    let ctx = s.context()?;
+    let (profile, _) = checked_profile(s, &ctx.schema, &ctx.target, path, out)?;
+    let boot = boot_overrides(s, &profile, out)?;
+    let policy = policy(s, safe, dry_run)?;
+    let mut live = LiveLine::new(!out.json() && std::io::stderr().is_terminal());
+    let (placed, result) = {
+        let mut observe = |event: Event| live.observe(out, &profile.name, event);
+        safe_apply::apply(&ctx, &profile, &policy, &mut observe)?
+    };
+    live.end(&mut out.err);
+    applied::report(out, &ctx, &profile, placed.as_ref(), &result, &boot)
+}
+
+/// The apply flags as the core's policy.
+fn policy(s: &Settings, safe: &SafeApply, dry_run: bool) -> Result<Policy> {
+    Ok(Policy {
+        stage: safe.stage.clone(),
+        host_id: safe.host_id.clone(),
+        watch: safe.watch,
+        confirm_within: safe.confirm_within,
+        watcher: match safe.watcher {
+            WatcherChoice::Auto => WatcherKind::Auto,
+            WatcherChoice::SystemdRun => WatcherKind::SystemdRun,
+            WatcherChoice::Fork => WatcherKind::Fork,
+        },
+        gates: safe.gates.gates.clone(),
+        interval: safe.gates.interval,
+        proc_net: safe.gates.proc_net.clone(),
+        dry_run,
+        watcher_args: s.watcher_args()?,
+    })
 }

@@ -2,26 +2,26 @@
 
 use std::path::Path;
 
-use super::{Io, checked_profile};
+use super::{boot_overrides, checked_profile};
 use crate::change::plan::Plan;
-use crate::cli::Global;
+use crate::cli::output::Output;
 use crate::cli::render;
+use crate::cli::settings::Settings;
 use crate::error::{Result, exit};
 
 /// Shows the plan; with `--exit-code`, exit 2 when changes are pending.
-pub fn run(g: &Global, path: &Path, exit_code: bool, io: &mut Io) -> Result<i32> {
-    let ctx = g.context()?;
-    let (profile, _) = checked_profile(g, &ctx.schema, &ctx.target, path, io)?;
+pub fn run(s: &Settings, path: &Path, exit_code: bool, out: &mut Output) -> Result<i32> {
+    let ctx = s.context()?;
+    let (profile, _) = checked_profile(s, &ctx.schema, &ctx.target, path, out)?;
     let plan = Plan::build(&profile, &ctx.tree);
-    let boot_overrides = super::boot_check::check(g, &profile, io)?;
-    if io.json() {
-        io.emit(&serde_json::json!({ "ok": true, "in_sync": plan.in_sync(), "plan": plan, "boot_overrides": boot_overrides }))?;
+    let boot_overrides = boot_overrides(s, &profile, out)?;
+    if out.json() {
+        out.emit(&serde_json::json!({ "ok": true, "in_sync": plan.in_sync(), "plan": plan, "boot_overrides": boot_overrides }))?;
     } else {
-        io.write_block(|out| render::plan(out, &plan))?;
+        out.block(|w| render::plan(w, &plan))?;
     }
-    Ok(if exit_code && !plan.in_sync() {
-        exit::CHANGES_PENDING
-    } else {
-        exit::OK
+    Ok(match exit_code && !plan.in_sync() {
+        true => exit::CHANGES_PENDING,
+        false => exit::OK,
     })
 }

@@ -7,23 +7,24 @@ use std::path::Path;
 use anstyle::Style;
 use clap::CommandFactory;
 
-use super::{Io, io_err};
+use crate::cli::flags::Cli;
+use crate::cli::output::{Output, stdout_err};
 use crate::cli::render;
-use crate::cli::{Cli, Global};
+use crate::cli::settings::Settings;
 use crate::error::{Error, Result, exit};
 use crate::schema::json_schema;
 
 /// Prints completions for `shell` on stdout.
-pub fn completions(shell: clap_complete::Shell, io: &mut Io) -> Result<i32> {
+pub fn completions(shell: clap_complete::Shell, out: &mut Output) -> Result<i32> {
     let mut cmd = Cli::command();
     let mut script = Vec::new();
     clap_complete::generate(shell, &mut cmd, "sysprof", &mut script);
-    io.out.write_all(&script).map_err(io_err)?;
+    out.out.write_all(&script).map_err(stdout_err)?;
     Ok(exit::OK)
 }
 
 /// Prints the man page, or writes one page per command into `dir`.
-pub fn man(dir: Option<&Path>, io: &mut Io) -> Result<i32> {
+pub fn man(dir: Option<&Path>, out: &mut Output) -> Result<i32> {
     let cmd = Cli::command();
     match dir {
         Some(dir) => {
@@ -35,25 +36,25 @@ pub fn man(dir: Option<&Path>, io: &mut Io) -> Result<i32> {
             let mut page = Vec::new();
             clap_mangen::Man::new(cmd)
                 .render(&mut page)
-                .map_err(io_err)?;
-            io.out.write_all(&page).map_err(io_err)?;
+                .map_err(stdout_err)?;
+            out.out.write_all(&page).map_err(stdout_err)?;
         }
     }
     Ok(exit::OK)
 }
 
 /// Prints the key catalogue as a table, or the profile format as JSON Schema.
-pub fn schema(g: &Global, json_schema: bool, io: &mut Io) -> Result<i32> {
-    let schema = g.load_schema()?;
+pub fn schema(s: &Settings, json_schema: bool, out: &mut Output) -> Result<i32> {
+    let schema = s.schema()?;
     if json_schema {
-        io.out
+        out.out
             .write_all(json_schema::render(&schema).as_bytes())
-            .map_err(io_err)?;
+            .map_err(stdout_err)?;
         return Ok(exit::OK);
     }
-    let kernel = g.target().kernel;
-    if io.json() {
-        io.emit(&serde_json::json!({ "ok": true, "keys": schema.keys, "rules": schema.rules }))?;
+    let kernel = s.target().kernel;
+    if out.json() {
+        out.emit(&serde_json::json!({ "ok": true, "keys": schema.keys, "rules": schema.rules }))?;
         return Ok(exit::OK);
     }
     let bold = Style::new().bold();
@@ -77,13 +78,13 @@ pub fn schema(g: &Global, json_schema: bool, io: &mut Io) -> Result<i32> {
             plain(caveat),
         ]);
     }
-    render::table(&mut io.out, &rows).map_err(io_err)?;
+    render::table(&mut out.out, &rows).map_err(stdout_err)?;
     writeln!(
-        io.out,
+        out.out,
         "\n{} key entries, {} data rules; `sysprof explain KEY` for everything about one",
         schema.keys.len(),
         schema.rules.len()
     )
-    .map_err(io_err)?;
+    .map_err(stdout_err)?;
     Ok(exit::OK)
 }

@@ -1,126 +1,87 @@
 //! `sysprof doctor`: counters and socket tables → failure modes with evidence and fix.
 
-use std::io::Write as _;
 use std::path::Path;
 
-use anstyle::{AnsiColor, Style};
+use anstyle::Style;
 
-use super::{Io, io_err};
-use crate::cli::Global;
-use crate::cli::render;
-use crate::diagnose::doctor::{self, Check, Inputs, Thresholds, Verdict};
+use crate::cli::output::Output;
+use crate::cli::render::{self, verdict_level};
+use crate::cli::settings::Settings;
+use crate::diagnose::doctor::{self, Diagnosis, Inputs, Thresholds};
 use crate::error::{Result, exit};
-use crate::kernel::SysctlTree;
 
-/// Reads the tables (inside `--netns` when given), runs the checks, prints the verdicts.
-pub fn run(g: &Global, proc_net: &Path, thresholds: &Thresholds, io: &mut Io) -> Result<i32> {
-    if let Some(ns) = &g.netns {
-        crate::kernel::netns::enter(ns)?;
-    }
-    let tree = SysctlTree::open(&g.root)?;
+/// Runs every check in this (or `--netns`'s) network namespace.
+pub fn run(
+    s: &Settings,
+    proc_net: &Path,
+    thresholds: &Thresholds,
+    out: &mut Output,
+) -> Result<i32> {
+    let tree = s.tree()?;
     let inputs = Inputs::read(proc_net, &tree);
     let diagnosis = doctor::diagnose(&inputs, thresholds);
-    if io.json() {
+    if out.json() {
         let findings = diagnosis.findings().count();
-        io.emit(&serde_json::json!({ "ok": true, "findings": findings, "netns": g.netns, "diagnosis": diagnosis }))?;
+        out.emit(&serde_json::json!({ "ok": true, "findings": findings, "netns": s.netns, "diagnosis": diagnosis }))?;
         return Ok(exit::OK);
     }
+    out.block(|w| {
+        render::table(w, &rows(&diagnosis))?;
+        for check in diagnosis.findings() {
+            writeln!(w)?;
+            render::doctor_check(w, check)?;
+        }
+        writeln!(w, "\nTCP sockets: {}", states(&diagnosis))
+    })?;
+    Ok(exit::OK)
+}
+
+/// One row per check: id, verdict, summary.
+fn rows(diagnosis: &Diagnosis) -> Vec<Vec<(String, Style)>> {
+    let bold = Style::new().bold();
     let mut rows = vec![
         ["CHECK", "VERDICT", "SUMMARY"]
-            .map(|h| (h.to_owned(), Style::new().bold()))
+            .map(|h| (h.to_owned(), bold))
             .to_vec(),
     ];
     for check in &diagnosis.checks {
-        let summary = if check.summary.is_empty() {
-            "-".to_owned()
+        let level = verdict_level(check.verdict);
+        let summary = match check.summary.is_empty() {
+            true => "-".to_owned(),
+            false => check.summary.clone(),
+        };
+        let verdict = serde_json::to_value(check.verdict)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let word = if verdict == "unavailable" {
+            "n/a".to_owned()
         } else {
-            check.summary.clone()
+            verdict
         };
         rows.push(vec![
             (check.id.to_owned(), Style::new()),
-            (
-                verdict_text(check.verdict).to_owned(),
-                verdict_style(check.verdict),
-            ),
+            (word, level.style()),
             (summary, Style::new()),
         ]);
     }
-    render::table(&mut io.out, &rows).map_err(io_err)?;
-    for check in diagnosis.findings() {
-        details(&mut io.out, check).map_err(io_err)?;
-    }
+    rows
+}
+
+/// `ESTABLISHED=3 TIME_WAIT=12 …`, or `none`.
+fn states(diagnosis: &Diagnosis) -> String {
     let states: Vec<String> = diagnosis
         .states
         .iter()
         .map(|(state, n)| {
-            format!(
-                "{}={n}",
-                serde_json::to_value(state)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default()
-            )
+            let name = serde_json::to_value(state)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned));
+            format!("{}={n}", name.unwrap_or_default())
         })
         .collect();
-    writeln!(
-        io.out,
-        "\nTCP sockets: {}",
-        if states.is_empty() {
-            "none".into()
-        } else {
-            states.join(" ")
-        }
-    )
-    .map_err(io_err)?;
-    Ok(exit::OK)
-}
-
-fn verdict_text(v: Verdict) -> &'static str {
-    match v {
-        Verdict::Ok => "ok",
-        Verdict::Unavailable => "n/a",
-        Verdict::Info => "info",
-        Verdict::Warning => "warning",
-        Verdict::Error => "error",
+    match states.is_empty() {
+        true => "none".into(),
+        false => states.join(" "),
     }
-}
-
-fn verdict_style(v: Verdict) -> Style {
-    match v {
-        Verdict::Ok => AnsiColor::Green.on_default(),
-        Verdict::Unavailable => Style::new().dimmed(),
-        Verdict::Info => AnsiColor::Cyan.on_default().bold(),
-        Verdict::Warning => AnsiColor::Yellow.on_default().bold(),
-        Verdict::Error => AnsiColor::Red.on_default().bold(),
-    }
-}
-
-fn details(out: &mut dyn std::io::Write, check: &Check) -> std::io::Result<()> {
-    let style = verdict_style(check.verdict);
-    writeln!(
-        out,
-        "\n{style}{}[{}]{style:#}: {}",
-        verdict_text(check.verdict),
-        check.id,
-        check.summary
-    )?;
-    for line in &check.evidence {
-        writeln!(out, "  evidence: {line}")?;
-    }
-    writeln!(out, "  = fix: {}", check.fix)?;
-    let keys = if check.keys.is_empty() {
-        "none: no sysctl fixes this".to_owned()
-    } else {
-        check.keys.join(", ")
-    };
-    writeln!(out, "  = keys: {keys}")?;
-    if !check.profiles.is_empty() {
-        let shipped: Vec<String> = check
-            .profiles
-            .iter()
-            .map(|p| format!("profiles/{p}"))
-            .collect();
-        writeln!(out, "  = profiles: {}", shipped.join(", "))?;
-    }
-    Ok(())
 }

@@ -1,21 +1,22 @@
 //! `sysprof explain KEY|RULE`: everything the schema knows, with the current value.
 
-use super::{Io, io_err};
-use crate::cli::Global;
+use crate::cli::output::{Output, stdout_err};
+use crate::cli::settings::Settings;
+
+use crate::error::Location;
 use crate::error::{Error, Result, exit};
-use crate::kernel::SysctlTree;
 use crate::profile::key::SysctlKey;
 use crate::schema::rules::CODE_RULES;
 
 /// Explains a key (with its live value when readable) or a rule.
-pub fn run(g: &Global, name: &str, io: &mut Io) -> Result<i32> {
-    let schema = g.load_schema()?;
+pub fn run(s: &Settings, name: &str, out: &mut Output) -> Result<i32> {
+    let schema = s.schema()?;
     if let Some(rule) = schema.rules.iter().find(|r| r.id == name) {
-        return emit(io, serde_json::to_value(rule).expect("rule serialises"));
+        return emit(out, serde_json::to_value(rule).expect("rule serialises"));
     }
     if let Some(rule) = CODE_RULES.iter().find(|r| r.id == name) {
         let value = serde_json::json!({ "id": rule.id, "severity": rule.severity, "kind": "code", "summary": rule.summary, "sources": rule.sources });
-        return emit(io, value);
+        return emit(out, value);
     }
     let Some(spec) = schema.lookup_text(name) else {
         let suggestion = SysctlKey::parse(name).ok().and_then(|k| schema.suggest(&k));
@@ -23,33 +24,27 @@ pub fn run(g: &Global, name: &str, io: &mut Io) -> Result<i32> {
             .map(|s| format!("did you mean `{s}`?"))
             .unwrap_or_else(|| "give a sysctl key or a rule id".into());
         return Err(Error::Profile {
-            at: crate::profile::Location {
-                file: "<command line>".into(),
-                line: 1,
-                col: 1,
-            },
+            at: Location::start("<command line>"),
             message: format!("{name:?} is neither a known key nor a rule"),
             help: Some(help),
+            snippet: None,
         });
     };
     let mut value = serde_json::to_value(spec).expect("spec serialises");
-    let current = SysctlKey::parse(name).ok().and_then(|key| {
-        if let Some(ns) = &g.netns {
-            crate::kernel::netns::enter(ns).ok()?;
-        }
-        SysctlTree::open(&g.root).ok()?.read(&key).ok()
-    });
+    let current = SysctlKey::parse(name)
+        .ok()
+        .and_then(|key| s.tree().ok()?.read(&key).ok());
     value["current"] = current.map(|v| v.to_string()).into();
     value["default_on_target"] = spec
-        .default_for(g.target().kernel)
+        .default_for(s.target().kernel)
         .map(|v| v.to_string())
         .into();
-    emit(io, value)
+    emit(out, value)
 }
 
-fn emit(io: &mut Io, value: serde_json::Value) -> Result<i32> {
-    if io.json() {
-        io.emit(&value)?;
+fn emit(out: &mut Output, value: serde_json::Value) -> Result<i32> {
+    if out.json() {
+        out.emit(&value)?;
         return Ok(exit::OK);
     }
     let serde_json::Value::Object(map) = value else {
@@ -86,7 +81,7 @@ fn emit(io: &mut Io, value: serde_json::Value) -> Result<i32> {
             }
             other => other.to_string(),
         };
-        writeln!(io.out, "{field:>18}: {text}").map_err(io_err)?;
+        writeln!(out.out, "{field:>18}: {text}").map_err(stdout_err)?;
     }
     Ok(exit::OK)
 }

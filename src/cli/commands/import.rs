@@ -1,36 +1,35 @@
-//! `sysprof import FILE…|--system` and `sysprof export`: profiles from sysctl.d files and from
-//! the running kernel.
+//! `sysprof import FILE…|--system`: a profile from sysctl.d files (and the helpers `export`
+//! shares: notes, JSON items, writing the result).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use super::{Io, io_err};
 use crate::adopt::boot::BootFiles;
 use crate::adopt::emit::{self, Header, Item};
-use crate::adopt::export::{self, Filter};
 use crate::adopt::import::Options;
-use crate::cli::Global;
+use crate::cli::output::{Output, stdout_err};
+use crate::cli::settings::Settings;
+
 use crate::error::{Error, Result, exit};
-use crate::kernel::SysctlTree;
 use crate::schema::Schema;
 
 /// Imports sysctl.d files into a profile.
 pub fn run(
-    g: &Global,
+    s: &Settings,
     files: &[PathBuf],
     system: bool,
     name: &str,
     output: Option<&Path>,
-    io: &mut Io,
+    out: &mut Output,
 ) -> Result<i32> {
     let mut all = Vec::new();
     if system {
-        let root = g.boot_root.clone().unwrap_or_else(|| PathBuf::from("/"));
+        let root = s.boot_root.clone().unwrap_or_else(|| PathBuf::from("/"));
         all.extend(BootFiles::under(&root).files()?);
     }
     all.extend(files.iter().cloned());
     let options = Options::read(&all)?;
-    let tree = open_tree(g)?;
+    let tree = s.tree()?;
     let resolved = options.resolve(&tree);
     let items: Vec<Item> = resolved
         .settings
@@ -63,7 +62,7 @@ pub fn run(
             i.key
         )
     }));
-    notes.extend(unknown_to_schema(&g.load_schema()?, &items));
+    notes.extend(unknown_to_schema(&s.schema()?, &items));
     let header = Header {
         name: name.to_owned(),
         description: Some(format!(
@@ -80,70 +79,10 @@ pub fn run(
         let settings: Vec<serde_json::Value> = items.iter().map(item_json).collect();
         serde_json::json!({ "ok": true, "files": files, "settings": settings, "notes": notes, "profile": text })
     };
-    finish(io, &text, output, &notes, summary)
+    finish(out, &text, output, &notes, summary)
 }
 
-/// Exports the running kernel's values as a profile.
-pub fn export(
-    g: &Global,
-    prefix: Option<&str>,
-    non_default: bool,
-    name: &str,
-    output: Option<&Path>,
-    io: &mut Io,
-) -> Result<i32> {
-    let tree = open_tree(g)?;
-    let schema = g.load_schema()?;
-    let kernel = g.target().kernel;
-    let filter = Filter {
-        prefix: prefix.map(export::prefix).transpose()?.unwrap_or_default(),
-        non_default: non_default.then_some(kernel),
-    };
-    let found = export::export(&tree, &schema, &filter)?;
-    let mut notes = vec![format!(
-        "{} key(s) exported; {} read-only and {} unreadable left out",
-        found.items.len(),
-        found.read_only,
-        found.unreadable.len()
-    )];
-    if !found.unrepresentable.is_empty() {
-        notes.push(format!(
-            "left out (a profile cannot hold the value): {}",
-            found.unrepresentable.join(", ")
-        ));
-    }
-    if non_default {
-        notes.push(format!(
-            "--non-default for kernel {kernel}: {} key(s) at their default, {} without a known default left out",
-            found.at_default, found.unknown_default
-        ));
-    }
-    notes.extend(unknown_to_schema(&schema, &found.items));
-    let scope = prefix.unwrap_or("every key");
-    let header = Header {
-        name: name.to_owned(),
-        description: Some(format!(
-            "Exported from {} ({scope}) by sysprof export.",
-            tree.root().display()
-        )),
-        comments: vec![format!(
-            "Exported by `sysprof export`{}: the running values, for adopting this host as it is.",
-            g.netns
-                .as_ref()
-                .map(|n| format!(" in network namespace {n}"))
-                .unwrap_or_default()
-        )],
-    };
-    let text = emit::profile(&header, &found.items);
-    let summary = || {
-        let settings: Vec<serde_json::Value> = found.items.iter().map(item_json).collect();
-        serde_json::json!({ "ok": true, "left_out": found, "settings": settings, "notes": notes, "profile": text })
-    };
-    finish(io, &text, output, &notes, summary)
-}
-
-/// A note naming the keys `validate` will refuse as unknown, if any.
-fn unknown_to_schema(schema: &Schema, items: &[Item]) -> Option<String> {
+pub(super) fn unknown_to_schema(schema: &Schema, items: &[Item]) -> Option<String> {
     use std::fmt::Write as _;
     let unknown: Vec<&Item> = items
         .iter()
@@ -164,21 +103,14 @@ fn unknown_to_schema(schema: &Schema, items: &[Item]) -> Option<String> {
     Some(note)
 }
 
-fn open_tree(g: &Global) -> Result<SysctlTree> {
-    if let Some(ns) = &g.netns {
-        crate::kernel::netns::enter(ns)?;
-    }
-    SysctlTree::open(&g.root)
-}
-
-fn item_json(item: &Item) -> serde_json::Value {
+pub(super) fn item_json(item: &Item) -> serde_json::Value {
     serde_json::json!({ "key": item.key, "value": item.value, "optional": item.optional, "source": item.source })
 }
 
 /// Writes the profile (stdout or `--output`), notes to stderr, or the JSON summary (built only
 /// when asked for: for every key of a host it costs more than the export itself).
-fn finish(
-    io: &mut Io,
+pub(super) fn finish(
+    out: &mut Output,
     text: &str,
     output: Option<&Path>,
     notes: &[String],
@@ -187,20 +119,20 @@ fn finish(
     if let Some(path) = output {
         write_file(path, text)?;
     }
-    if io.json() {
-        io.emit(&summary())?;
+    if out.json() {
+        out.emit(&summary())?;
         return Ok(exit::OK);
     }
     if output.is_none() {
-        io.write_plain(text)?;
+        out.plain(text)?;
     }
     for note in notes {
-        writeln!(io.err, "note: {note}").map_err(io_err)?;
+        writeln!(out.err, "note: {note}").map_err(stdout_err)?;
     }
     Ok(exit::OK)
 }
 
-fn write_file(path: &Path, text: &str) -> Result<()> {
+pub(super) fn write_file(path: &Path, text: &str) -> Result<()> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())

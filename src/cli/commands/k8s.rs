@@ -4,25 +4,26 @@
 use std::io::Write;
 use std::path::Path;
 
-use super::{Io, io_err};
 use crate::adopt::k8s;
-use crate::cli::Global;
+use crate::cli::output::{Output, stdout_err};
+use crate::cli::settings::Settings;
+
 use crate::cli::render;
 use crate::error::{Error, Result, exit};
 use crate::profile::Profile;
 use crate::schema::Severity;
 
 /// Renders the pod sysctls as YAML (or JSON); refuses keys a pod cannot set (exit 3).
-pub fn pod_sysctls(g: &Global, path: &Path, io: &mut Io) -> Result<i32> {
-    let schema = g.load_schema()?;
+pub fn pod_sysctls(s: &Settings, path: &Path, out: &mut Output) -> Result<i32> {
+    let schema = s.schema()?;
     let profile = Profile::load(path)?;
-    let mut target = g.target().for_profile(&profile);
+    let mut target = s.target().for_profile(&profile);
     target.child_netns = true;
     let (pod, report) = k8s::pod_sysctls(&profile, &schema, &target);
-    if !io.json() {
+    if !out.json() {
         let mut shown = report.clone();
         shown.findings.retain(|f| f.severity == Severity::Error);
-        render::findings(&mut io.err, &profile, &shown).map_err(io_err)?;
+        render::findings(&mut out.err, &profile, &shown).map_err(stdout_err)?;
     }
     if report.blocks(false) {
         return Err(Error::Invalid {
@@ -30,10 +31,10 @@ pub fn pod_sysctls(g: &Global, path: &Path, io: &mut Io) -> Result<i32> {
             errors: report.count(Severity::Error),
         });
     }
-    if io.json() {
-        io.emit(&serde_json::json!({ "ok": true, "profile": profile.name, "k8s": pod.k8s.map(|v| v.to_string()), "sysctls": pod.sysctls, "allowedUnsafeSysctls": pod.allowed_unsafe }))?;
+    if out.json() {
+        out.emit(&serde_json::json!({ "ok": true, "profile": profile.name, "k8s": pod.k8s.map(|v| v.to_string()), "sysctls": pod.sysctls, "allowedUnsafeSysctls": pod.allowed_unsafe }))?;
         return Ok(exit::OK);
     }
-    write!(io.out, "{}", k8s::render_yaml(&pod, &profile)).map_err(io_err)?;
+    write!(out.out, "{}", k8s::render_yaml(&pod, &profile)).map_err(stdout_err)?;
     Ok(exit::OK)
 }

@@ -1,27 +1,26 @@
-//! One module per command. Each builds what it needs from the flags, calls the core, and renders
-//! the result as human text or JSON. Exit codes come from `error::exit`.
+//! One file per command. Each takes the validated settings and only the flags it needs, calls
+//! the core, and renders the result as human text or JSON. Exit codes come from `error::exit`.
 
-use std::io::Write;
 use std::path::Path;
 
-use anstream::AutoStream;
-use serde::Serialize;
-
-use crate::cli::render;
-use crate::cli::{Cli, ColorWhen, Command, Format, Global};
+use crate::adopt::boot::{self, Override};
+use crate::change::persist::FILE_NAME;
+use crate::cli::flags::{Command, RolloutCommand};
+use crate::cli::output::Output;
+use crate::cli::render::{self, Diagnostic, Level};
+use crate::cli::settings::Settings;
 use crate::error::{Error, Result};
 use crate::profile::Profile;
-use crate::schema::Schema;
-use crate::schema::validate::{self, Report, Target};
+use crate::schema::finding::{Report, Target};
+use crate::schema::{Schema, Severity, validate};
 
 mod apply;
-mod boot_check;
-mod canary;
 mod confirm;
 mod diff;
 mod docs;
 mod doctor;
 mod explain;
+mod export;
 mod health;
 mod history;
 mod import;
@@ -29,185 +28,125 @@ mod k8s;
 mod recover;
 mod rollback;
 mod rollout;
+mod show;
 mod status;
 mod validate_cmd;
+mod watch_deadline;
 
-/// Where a command writes: stdout for results, stderr for diagnostics.
-pub struct Io {
-    /// Results.
-    pub out: Box<dyn Write>,
-    /// Diagnostics and errors.
-    pub err: Box<dyn Write>,
-    /// Output format.
-    pub format: Format,
-}
-
-impl Io {
-    /// Streams that strip color per `--color`, NO_COLOR and TTY detection.
-    pub fn new(global: &Global) -> Self {
-        let choice = match global.color {
-            ColorWhen::Auto => anstream::ColorChoice::Auto,
-            ColorWhen::Always => anstream::ColorChoice::Always,
-            ColorWhen::Never => anstream::ColorChoice::Never,
-        };
-        Self {
-            out: Box::new(AutoStream::new(std::io::stdout(), choice)),
-            err: Box::new(AutoStream::new(std::io::stderr(), choice)),
-            format: global.format,
-        }
-    }
-
-    /// Writes text that carries no escape sequence (a rendered profile) to stdout past the
-    /// color-stripping adapter, which would inspect every byte of an export of every key. Both
-    /// go through the same `std::io::stdout()`, so the order of output is kept.
-    pub fn write_plain(&mut self, text: &str) -> Result<()> {
-        let result = if text.contains('\x1b') {
-            self.out.write_all(text.as_bytes())
-        } else {
-            self.out
-                .flush()
-                .and_then(|()| std::io::stdout().lock().write_all(text.as_bytes()))
-        };
-        result.map_err(io_err)
-    }
-
-    /// Renders a block of output into memory and writes it in one go: stdout is line-buffered,
-    /// and a report of many lines would otherwise cost a `write(2)` per line.
-    pub fn write_block(
-        &mut self,
-        render: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
-    ) -> Result<()> {
-        let mut block = Vec::new();
-        render(&mut block)
-            .and_then(|()| self.out.write_all(&block))
-            .map_err(io_err)
-    }
-
-    /// Whether JSON was asked for.
-    pub fn json(&self) -> bool {
-        self.format == Format::Json
-    }
-
-    /// Prints a JSON document on stdout.
-    pub fn emit<T: Serialize>(&mut self, value: &T) -> Result<()> {
-        let text = serde_json::to_string_pretty(value).expect("output serialises");
-        writeln!(self.out, "{text}").map_err(|e| Error::io("write", "stdout", e))
-    }
-}
-
-/// Maps an I/O error on stdout/stderr.
-pub fn io_err(e: std::io::Error) -> Error {
-    Error::io("write", "the terminal", e)
-}
-
-/// Runs the command line; returns the exit code.
-pub fn run(cli: Cli) -> i32 {
-    let mut io = Io::new(&cli.global);
-    match dispatch(&cli, &mut io) {
-        Ok(code) => code,
-        Err(err) => {
-            let _ = render::error(&mut io.err, &err);
-            if io.json() {
-                let _ = io.emit(&serde_json::json!({ "ok": false, "error": err.to_string(), "help": err.help(), "exit_code": err.exit_code() }));
-            }
-            err.exit_code()
-        }
-    }
-}
-
-fn dispatch(cli: &Cli, io: &mut Io) -> Result<i32> {
-    let g = &cli.global;
-    match &cli.command.0 {
-        Command::Validate { profiles } => validate_cmd::run(g, profiles, io),
-        Command::Diff { profile, exit_code } => diff::run(g, profile, *exit_code, io),
+/// Runs one command; returns its exit code.
+pub fn dispatch(s: &Settings, command: &Command, out: &mut Output) -> Result<i32> {
+    match command {
+        Command::Validate { profiles } => validate_cmd::run(s, profiles, out),
+        Command::Diff { profile, exit_code } => diff::run(s, profile, *exit_code, out),
         Command::Apply {
             profile,
             dry_run,
             safe,
-        } => apply::run(g, profile, *dry_run, safe, io),
-        Command::History => history::run(g, io),
-        Command::Show { id } => history::show(g, id, io),
-        Command::Rollback { to, dry_run } => rollback::run(g, to.as_deref(), *dry_run, io),
-        Command::Status => status::run(g, io),
-        Command::Recover => recover::run(g, io),
-        Command::Explain { name } => explain::run(g, name, io),
+        } => apply::run(s, profile, *dry_run, safe, out),
+        Command::History => history::run(s, out),
+        Command::Show { id } => show::run(s, id, out),
+        Command::Rollback { to, dry_run } => rollback::run(s, to.as_deref(), *dry_run, out),
+        Command::Status => status::run(s, out),
+        Command::Recover => recover::run(s, out),
+        Command::Explain { name } => explain::run(s, name, out),
         Command::Import {
             files,
             system,
             name,
             output,
-        } => import::run(g, files, *system, name, output.as_deref(), io),
+        } => import::run(s, files, *system, name, output.as_deref(), out),
         Command::Export {
             prefix,
             non_default,
             name,
             output,
-        } => import::export(
-            g,
+        } => export::run(
+            s,
             prefix.as_deref(),
             *non_default,
             name,
             output.as_deref(),
-            io,
+            out,
         ),
         Command::Doctor {
             proc_net,
-            conntrack_full,
-            port_use,
-            close_wait,
-            fin_wait2,
-            min_count,
-        } => {
-            let thresholds = crate::diagnose::doctor::Thresholds {
-                conntrack_full_pct: *conntrack_full,
-                port_use_pct: *port_use,
-                close_wait: *close_wait,
-                fin_wait2: *fin_wait2,
-                min_count: *min_count,
-            };
-            doctor::run(g, proc_net, &thresholds, io)
-        }
-        Command::Completions { shell } => docs::completions(*shell, io),
-        Command::Man { dir } => docs::man(dir.as_deref(), io),
-        Command::Schema { json_schema } => docs::schema(g, *json_schema, io),
-        Command::Rollout(command) => rollout::dispatch(g, command, io),
+            thresholds,
+        } => doctor::run(s, proc_net, &thresholds.into(), out),
+        Command::Completions { shell } => docs::completions(*shell, out),
+        Command::Man { dir } => docs::man(dir.as_deref(), out),
+        Command::Schema { json_schema } => docs::schema(s, *json_schema, out),
+        Command::Rollout(command) => rollout_dispatch(s, command, out),
     }
 }
 
-/// Loads and validates a profile, rendering findings (human mode) to stderr.
+fn rollout_dispatch(s: &Settings, command: &RolloutCommand, out: &mut Output) -> Result<i32> {
+    match command {
+        RolloutCommand::Health {
+            profile,
+            over,
+            gates,
+        } => health::run(s, profile, *over, gates, out),
+        RolloutCommand::Confirm => confirm::run(s, out),
+        RolloutCommand::Rollout(crate::cli::flags::RolloutPlanCommand::Plan { profile, hosts }) => {
+            rollout::plan(profile, hosts, out)
+        }
+        RolloutCommand::K8s(crate::cli::flags::K8sCommand::PodSysctls { profile }) => {
+            k8s::pod_sysctls(s, profile, out)
+        }
+        RolloutCommand::WatchDeadline { token } => watch_deadline::run(s, token, out),
+    }
+}
+
+/// Loads and validates a profile, rendering its warnings and errors (human mode) on stderr.
 /// Fails with [`Error::Invalid`] when the findings block.
 pub fn checked_profile(
-    g: &Global,
+    s: &Settings,
     schema: &Schema,
     target: &Target,
     path: &Path,
-    io: &mut Io,
+    out: &mut Output,
 ) -> Result<(Profile, Report)> {
     let profile = Profile::load(path)?;
     let target = target.for_profile(&profile);
     let report = validate::validate(&profile, schema, &target);
-    if !io.json() {
-        let shown = crate::schema::validate::Report {
-            findings: report
-                .findings
-                .iter()
-                .filter(|f| f.severity > crate::schema::Severity::Info)
-                .cloned()
-                .collect(),
-        };
-        render::findings(&mut io.err, &profile, &shown).map_err(io_err)?;
+    if !out.json() {
+        let mut shown = report.clone();
+        shown.findings.retain(|f| f.severity > Severity::Info);
+        out.diag(|w| render::findings(w, &profile, &shown))?;
     }
-    if report.blocks(g.deny_warnings) {
-        let errors = report.count(crate::schema::Severity::Error)
-            + if g.deny_warnings {
-                report.count(crate::schema::Severity::Warning)
-            } else {
-                0
-            };
+    if report.blocks(s.deny_warnings) {
+        let warnings = match s.deny_warnings {
+            true => report.count(Severity::Warning),
+            false => 0,
+        };
         return Err(Error::Invalid {
             file: path.display().to_string(),
-            errors,
+            errors: report.count(Severity::Error) + warnings,
         });
     }
     Ok((profile, report))
+}
+
+/// The sysctl.d lines that would override the profile's keys at the next boot, warned about on
+/// stderr in human mode. A boot file that cannot be read is itself a warning, never a failure.
+pub fn boot_overrides(s: &Settings, profile: &Profile, out: &mut Output) -> Result<Vec<Override>> {
+    let Some(files) = s.boot_files() else {
+        return Ok(Vec::new());
+    };
+    let settings = profile.settings.iter().map(|(k, s)| (k, &s.value));
+    let found = match boot::overrides(settings, &files, FILE_NAME) {
+        Ok(found) => found,
+        Err(e) => {
+            let message = format!("cannot check what boot applies after {FILE_NAME}: {e}");
+            let d = Diagnostic::new(Level::Warning, message).code("boot-files");
+            if !out.json() {
+                out.diag(|w| render::diagnostic(w, &d))?;
+            }
+            return Ok(Vec::new());
+        }
+    };
+    if !out.json() {
+        out.diag(|w| found.iter().try_for_each(|o| render::boot_override(w, o)))?;
+    }
+    Ok(found)
 }

@@ -1,18 +1,18 @@
 //! `sysprof recover`: finish or undo an interrupted change explicitly.
 
-use super::{Io, io_err};
-use crate::change::rollback::{self, Recovered};
-use crate::cli::Global;
+use crate::change::transaction::{self, Recovered};
+use crate::cli::output::Output;
 use crate::cli::render;
+use crate::cli::settings::Settings;
 use crate::error::{Result, exit};
 
 /// Takes the lock and recovers.
-pub fn run(g: &Global, io: &mut Io) -> Result<i32> {
-    let ctx = g.context()?;
+pub fn run(s: &Settings, out: &mut Output) -> Result<i32> {
+    let ctx = s.context()?;
     let lock = ctx.store.lock(ctx.lock_timeout)?;
-    let recovered = rollback::recover(&ctx, &lock)?;
-    if io.json() {
-        io.emit(&serde_json::json!({ "ok": true, "recovered": recovered }))?;
+    let recovered = transaction::recover(&ctx, &lock)?;
+    if out.json() {
+        out.emit(&serde_json::json!({ "ok": true, "recovered": recovered }))?;
         return Ok(exit::OK);
     }
     let text = match recovered {
@@ -22,6 +22,6 @@ pub fn run(g: &Global, io: &mut Io) -> Result<i32> {
             "the interrupted change was undone; the host is back to its previous state"
         }
     };
-    render::ok(&mut io.out, text).map_err(io_err)?;
+    out.block(|w| render::ok(w, text))?;
     Ok(exit::OK)
 }

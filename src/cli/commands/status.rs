@@ -1,30 +1,33 @@
-//! `sysprof status`: unfinished change, lock holder, last change, and drift: keys another
-//! writer changed since sysprof last set them.
+//! `sysprof status`: unfinished change, pending confirmation, lock holder, last change, and
+//! drift: keys another writer changed since sysprof last set them.
 
-use super::{Io, io_err};
-use crate::change::rollback;
-use crate::change::store::SHORT_ID;
-use crate::cli::Global;
+use crate::canary::confirm::{self, Pending};
+use crate::canary::safe_apply::boot_id;
+use crate::canary::watcher;
+use crate::change::context::Context;
+use crate::change::history;
+use crate::change::record::SHORT_ID;
+use crate::cli::output::Output;
+use crate::cli::settings::Settings;
+use crate::diagnose::drift;
 use crate::error::{Result, exit};
 
 /// Reports the store's state without taking the lock.
-pub fn run(g: &Global, io: &mut Io) -> Result<i32> {
-    let ctx = g.context()?;
+pub fn run(s: &Settings, out: &mut Output) -> Result<i32> {
+    let ctx = s.context()?;
     let journal = ctx.store.journal()?;
     let holder = ctx
         .store
         .lock_holder()
-        .filter(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
-    let entries = rollback::entries(&ctx)?;
+        .filter(|pid| ctx.env.process(*pid).is_some());
+    let entries = history::entries(&ctx)?;
     let last = entries.last();
     // Every key sysprof ever wrote, at the value it last wrote (not just the last change).
-    let drift: Vec<serde_json::Value> = crate::diagnose::drift::detect(&ctx.tree, &entries)
-        .into_iter()
-        .map(|d| serde_json::to_value(d).expect("drift serialises"))
-        .collect();
-    let (pending, pending_line) = super::confirm::pending_status(&ctx)?;
-    if io.json() {
-        io.emit(&serde_json::json!({ "ok": true, "state_dir": ctx.store.dir(), "unfinished": journal, "lock_holder": holder, "last": last, "drift": drift, "pending": pending }))?;
+    let drift = drift::detect(&ctx.tree, &entries);
+    let pending = confirm::load(&ctx.store)?;
+    let (pending_json, pending_line) = pending_status(&ctx, pending.as_ref());
+    if out.json() {
+        out.emit(&serde_json::json!({ "ok": true, "state_dir": ctx.store.dir(), "unfinished": journal, "lock_holder": holder, "last": last, "drift": drift, "pending": pending_json }))?;
         return Ok(exit::OK);
     }
     let mut lines = vec![format!("state dir: {}", ctx.store.dir().display())];
@@ -33,11 +36,9 @@ pub fn run(g: &Global, io: &mut Io) -> Result<i32> {
         None => "no unfinished change".into(),
     });
     lines.extend(pending_line);
-    if let Some(pid) = holder {
-        lines.push(format!(
-            "pid {pid} holds the lock (a change may be in progress)"
-        ));
-    }
+    lines.extend(
+        holder.map(|pid| format!("pid {pid} holds the lock (a change may be in progress)")),
+    );
     lines.push(match last {
         Some(e) => format!(
             "last change: #{} {} {:?} at {} ({} key(s))",
@@ -50,16 +51,54 @@ pub fn run(g: &Global, io: &mut Io) -> Result<i32> {
         None => "no changes recorded".into(),
     });
     for d in &drift {
+        let now = d
+            .now
+            .as_ref()
+            .map_or("unreadable".into(), ToString::to_string);
         lines.push(format!(
-            "drift: {} is {} (sysprof set {} in #{}); another writer changed it",
-            d["key"].as_str().unwrap_or(""),
-            d["now"].as_str().unwrap_or("unreadable"),
-            d["expected"].as_str().unwrap_or(""),
-            d["set_by"]
+            "drift: {} is {now} (sysprof set {} in #{}); another writer changed it",
+            d.key, d.expected, d.set_by
         ));
     }
-    for line in lines {
-        writeln!(io.out, "{line}").map_err(io_err)?;
-    }
+    out.block(|w| lines.iter().try_for_each(|line| writeln!(w, "{line}")))?;
     Ok(exit::OK)
+}
+
+/// The pending change for `status`: JSON, and a line for humans.
+fn pending_status(ctx: &Context, p: Option<&Pending>) -> (serde_json::Value, Option<String>) {
+    let Some(p) = p else {
+        return (serde_json::Value::Null, None);
+    };
+    let left = p.secs_left(ctx.env.now());
+    let watcher_alive = p
+        .watcher_pid
+        .is_some_and(|pid| watcher::running(ctx.env, pid));
+    let due = confirm::due(p, ctx.env, boot_id(&ctx.tree).as_deref());
+    let json = serde_json::json!({ "change": p, "seconds_left": left, "watcher_alive": watcher_alive, "due": due });
+    let record = p
+        .record
+        .as_deref()
+        .map(|r| &r[..SHORT_ID])
+        .unwrap_or("(applying)");
+    let watcher = match p.watcher_pid {
+        Some(pid) if watcher_alive => format!("pid {pid}, running"),
+        Some(pid) => {
+            format!("pid {pid}, NOT running: the next apply or confirm enforces the deadline")
+        }
+        None => "run by systemd".into(),
+    };
+    let line = match due {
+        Some(reason) => format!(
+            "PENDING change {record} ({}) is due for rollback ({reason:?}); the next apply or confirm rolls it back",
+            p.profile.name
+        ),
+        None => format!(
+            "PENDING change {record} ({}, {:?} mode, not persisted): rolled back in {left}s at {} unless `sysprof confirm` runs; watcher {}: {watcher}",
+            p.profile.name,
+            p.mode,
+            p.deadline(),
+            p.watcher
+        ),
+    };
+    (json, Some(line))
 }

@@ -2,17 +2,16 @@
 
 use std::path::PathBuf;
 
-use super::{Io, io_err};
-use crate::cli::Global;
+use crate::cli::output::Output;
 use crate::cli::render;
+use crate::cli::settings::Settings;
 use crate::error::{Result, exit};
 use crate::profile::{ParseCache, Profile};
 use crate::schema::validate;
 
 /// Validates each profile; exit 3 if any has errors (or warnings with --deny-warnings).
-pub fn run(g: &Global, paths: &[PathBuf], io: &mut Io) -> Result<i32> {
-    let schema = g.load_schema()?;
-    let target = g.target();
+pub fn run(s: &Settings, paths: &[PathBuf], out: &mut Output) -> Result<i32> {
+    let (schema, target) = (s.schema()?, s.target());
     let mut code = exit::OK;
     let mut results = Vec::new();
     let mut parsed = ParseCache::default();
@@ -20,7 +19,7 @@ pub fn run(g: &Global, paths: &[PathBuf], io: &mut Io) -> Result<i32> {
         let profile = match Profile::load_with(path, &mut parsed) {
             Ok(p) => p,
             Err(e) => {
-                render::error(&mut io.err, &e).map_err(io_err)?;
+                out.diag(|w| render::error(w, &e))?;
                 results.push(
                     serde_json::json!({ "profile": path, "valid": false, "error": e.to_string() }),
                 );
@@ -30,21 +29,22 @@ pub fn run(g: &Global, paths: &[PathBuf], io: &mut Io) -> Result<i32> {
         };
         let target = target.for_profile(&profile);
         let report = validate::validate(&profile, &schema, &target);
-        let blocked = report.blocks(g.deny_warnings);
+        let blocked = report.blocks(s.deny_warnings);
         if blocked {
             code = code.max(exit::INVALID_INPUT);
         }
-        if io.json() {
+        if out.json() {
             results.push(serde_json::json!({ "profile": path, "name": profile.name, "fingerprint": profile.fingerprint, "valid": !blocked, "target": target, "findings": report.findings }));
         } else {
-            io.write_block(|out| {
-                render::findings(out, &profile, &report)?;
-                render::summary(out, &path.display().to_string(), &report)
+            let name = path.display().to_string();
+            out.block(|w| {
+                render::findings(w, &profile, &report)
+                    .and_then(|()| render::summary(w, &name, &report))
             })?;
         }
     }
-    if io.json() {
-        io.emit(&serde_json::json!({ "ok": code == exit::OK, "profiles": results }))?;
+    if out.json() {
+        out.emit(&serde_json::json!({ "ok": code == exit::OK, "profiles": results }))?;
     }
     Ok(code)
 }

@@ -1,122 +1,13 @@
-//! Human output: compiler-style findings, aligned tables, errors with help lines.
-//!
-//! Everything is written to a `Write` given by the caller; color codes are always emitted and
-//! the caller's stream (anstream) strips them when color is off (NO_COLOR, not a TTY,
-//! `--color never`). JSON output does not come through here.
+//! Aligned tables: the plan, records, the history, and any rows a command builds.
 
 use std::io::{self, Write};
 
-use anstyle::{AnsiColor, Style};
+use anstyle::Style;
 
+use crate::change::history::Entry;
 use crate::change::plan::{Plan, Status};
-use crate::change::rollback::Entry;
-use crate::change::store::{Record, SHORT_ID};
-use crate::error::Error;
-use crate::profile::Profile;
-use crate::schema::Severity;
-use crate::schema::validate::{Finding, Report};
-
-const BOLD: Style = Style::new().bold();
-const DIM: Style = Style::new().dimmed();
-const RED: Style = AnsiColor::Red.on_default().bold();
-const YELLOW: Style = AnsiColor::Yellow.on_default().bold();
-const GREEN: Style = AnsiColor::Green.on_default();
-const CYAN: Style = AnsiColor::Cyan.on_default().bold();
-const BLUE: Style = AnsiColor::Blue.on_default().bold();
-
-fn paint(style: Style, text: &str) -> String {
-    format!("{style}{text}{style:#}")
-}
-
-fn severity_style(severity: Severity) -> Style {
-    match severity {
-        Severity::Error => RED,
-        Severity::Warning => YELLOW,
-        Severity::Info => CYAN,
-    }
-}
-
-/// Writes findings like a compiler: header, location, source line, caret, help, sources.
-pub fn findings(out: &mut dyn Write, profile: &Profile, report: &Report) -> io::Result<()> {
-    for finding in &report.findings {
-        write_finding(out, profile, finding)?;
-    }
-    Ok(())
-}
-
-fn write_finding(out: &mut dyn Write, profile: &Profile, f: &Finding) -> io::Result<()> {
-    let head = paint(
-        severity_style(f.severity),
-        &format!("{}[{}]", f.severity, f.rule),
-    );
-    writeln!(
-        out,
-        "{head}{} {}",
-        paint(BOLD, ":"),
-        paint(BOLD, &f.message)
-    )?;
-    if let Some(at) = &f.at {
-        writeln!(out, "  {} {at}", paint(BLUE, "-->"))?;
-        let line = profile
-            .texts
-            .get(&at.file)
-            .and_then(|t| t.lines().nth(at.line - 1));
-        if let Some(line) = line {
-            let number = at.line.to_string();
-            let pad = " ".repeat(number.len());
-            let width = line
-                .chars()
-                .skip(at.col - 1)
-                .take_while(|c| *c != ':')
-                .count()
-                .max(1);
-            writeln!(out, "  {pad} {}", paint(BLUE, "|"))?;
-            writeln!(
-                out,
-                "  {} {} {line}",
-                paint(BLUE, &number),
-                paint(BLUE, "|")
-            )?;
-            let caret = format!("{}{}", " ".repeat(at.col - 1), "^".repeat(width));
-            writeln!(
-                out,
-                "  {pad} {} {}",
-                paint(BLUE, "|"),
-                paint(severity_style(f.severity), &caret)
-            )?;
-        }
-    }
-    if let Some(help) = &f.help {
-        writeln!(out, "  {} {help}", paint(BOLD, "= help:"))?;
-    }
-    if !f.sources.is_empty() {
-        writeln!(
-            out,
-            "  {} {}",
-            paint(DIM, "= sources:"),
-            paint(DIM, &f.sources.join("; "))
-        )?;
-    }
-    writeln!(out)
-}
-
-/// The one-line summary after findings.
-pub fn summary(out: &mut dyn Write, name: &str, report: &Report) -> io::Result<()> {
-    let (e, w, i) = (
-        report.count(Severity::Error),
-        report.count(Severity::Warning),
-        report.count(Severity::Info),
-    );
-    let verdict = if e > 0 {
-        paint(RED, "invalid")
-    } else {
-        paint(GREEN, "valid")
-    };
-    writeln!(
-        out,
-        "{name}: {verdict} ({e} error(s), {w} warning(s), {i} note(s))"
-    )
-}
+use crate::change::record::{Record, RecordKind, SHORT_ID};
+use crate::cli::render::{BOLD, CYAN, DIM, GREEN, RED, YELLOW, paint};
 
 /// Writes rows as aligned columns; the first row is the header.
 pub fn table(out: &mut dyn Write, rows: &[Vec<(String, Style)>]) -> io::Result<()> {
@@ -208,9 +99,9 @@ pub fn record(out: &mut dyn Write, record: &Record) -> io::Result<()> {
     ];
     for c in &record.changes {
         rows.push(vec![
-            plain(&c.key),
-            plain(&c.before),
-            (c.after.clone(), GREEN),
+            plain(c.key.to_string()),
+            plain(c.before.to_string()),
+            (c.after.to_string(), GREEN),
         ]);
     }
     if let Some(p) = &record.persist {
@@ -236,12 +127,12 @@ pub fn history(out: &mut dyn Write, entries: &[Entry]) -> io::Result<()> {
     ];
     for e in entries {
         let kind = match (e.record.kind, e.record.restores.as_deref()) {
-            (crate::change::store::RecordKind::Apply, None) => "apply".to_owned(),
+            (RecordKind::Apply, None) => "apply".to_owned(),
             // The persisting record of `sysprof confirm` / a healthy `apply --watch`.
-            (crate::change::store::RecordKind::Apply, Some(r)) => {
+            (RecordKind::Apply, Some(r)) => {
                 format!("confirm {}", &r[..SHORT_ID])
             }
-            (crate::change::store::RecordKind::Rollback, _) => format!(
+            (RecordKind::Rollback, _) => format!(
                 "rollback to before {}",
                 e.record
                     .restores
@@ -251,13 +142,13 @@ pub fn history(out: &mut dyn Write, entries: &[Entry]) -> io::Result<()> {
             ),
         };
         let confirmed_by = entries.iter().find(|o| {
-            o.record.kind == crate::change::store::RecordKind::Apply
+            o.record.kind == RecordKind::Apply
                 && o.record.restores.as_deref() == Some(e.id.as_str())
         });
         let state = match (e.record.kind, e.in_effect, confirmed_by) {
             (_, _, Some(by)) => (format!("confirmed by #{}", by.seq), DIM),
-            (crate::change::store::RecordKind::Apply, true, _) => ("in effect".to_owned(), GREEN),
-            (crate::change::store::RecordKind::Apply, false, _) => ("rolled back".to_owned(), DIM),
+            (RecordKind::Apply, true, _) => ("in effect".to_owned(), GREEN),
+            (RecordKind::Apply, false, _) => ("rolled back".to_owned(), DIM),
             _ => (String::new(), Style::new()),
         };
         let profile = e
@@ -277,18 +168,4 @@ pub fn history(out: &mut dyn Write, entries: &[Entry]) -> io::Result<()> {
         ]);
     }
     table(out, &rows)
-}
-
-/// An error with its help line, to stderr.
-pub fn error(out: &mut dyn Write, err: &Error) -> io::Result<()> {
-    writeln!(out, "{}{} {err}", paint(RED, "error"), paint(BOLD, ":"))?;
-    if let Some(help) = err.help() {
-        writeln!(out, "  {} {help}", paint(BOLD, "= help:"))?;
-    }
-    Ok(())
-}
-
-/// A success line.
-pub fn ok(out: &mut dyn Write, text: &str) -> io::Result<()> {
-    writeln!(out, "{}", paint(GREEN, text))
 }
