@@ -48,6 +48,17 @@ pub fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Opt
         .map(|(_, c)| c)
 }
 
+/// Longest piece of input repeated in a message.
+pub const MAX_ECHO: usize = 80;
+
+/// `text` as repeated in a message: at most [`MAX_ECHO`] characters, then `…`.
+pub fn shorten(text: &str) -> String {
+    match text.char_indices().nth(MAX_ECHO) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
 /// Shorthand used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -258,6 +269,14 @@ pub enum Error {
         /// How to fix it, when known.
         help: Option<String>,
     },
+    /// A name given on the command line means nothing here (exit 3, like any invalid input).
+    #[error("{message}")]
+    Input {
+        /// What is wrong.
+        message: String,
+        /// How to fix it, when known.
+        help: Option<String>,
+    },
     /// The sysctl root or a network namespace cannot be used.
     #[error("{message}")]
     Environment {
@@ -294,6 +313,28 @@ impl Error {
         }
     }
 
+    /// Where in which file the error is, its message without the location, and the quoted
+    /// line (for errors that point into an input file).
+    pub fn located(&self) -> Option<(&Location, String, Option<&str>)> {
+        match self {
+            Self::Profile {
+                at,
+                message,
+                snippet,
+                ..
+            } => Some((at, message.clone(), snippet.as_deref())),
+            Self::ExtendsCycle {
+                at: Some(at),
+                chain,
+            } => {
+                let chain: Vec<String> = chain.iter().map(|p| p.display().to_string()).collect();
+                let message = format!("profile inheritance forms a cycle: {}", chain.join(" -> "));
+                Some((at, message, None))
+            }
+            _ => None,
+        }
+    }
+
     /// Whether this is a write to a pipe whose reader has gone (`sysprof history | head`).
     pub fn is_broken_pipe(&self) -> bool {
         matches!(self, Self::Io { source, .. } if source.kind() == io::ErrorKind::BrokenPipe)
@@ -307,7 +348,7 @@ impl Error {
             | Self::Key { .. }
             | Self::ExtendsCycle { .. }
             | Self::Invalid { .. } => exit::INVALID_INPUT,
-            Self::Schema { .. } => exit::INVALID_INPUT,
+            Self::Schema { .. } | Self::Input { .. } => exit::INVALID_INPUT,
             Self::Kernel {
                 fault: KernelFault::InvalidValue | KernelFault::NotRetained,
                 ..
@@ -333,6 +374,7 @@ impl Error {
     pub fn help(&self) -> Option<String> {
         match self {
             Self::Profile { help, .. }
+            | Self::Input { help, .. }
             | Self::State { help, .. }
             | Self::Environment { help, .. } => help.clone(),
             Self::Locked { .. } => Some("wait for it to finish, or raise --lock-timeout".into()),

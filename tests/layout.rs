@@ -256,3 +256,46 @@ fn the_top_level_reads_as_the_pipeline() {
         entries.len()
     );
 }
+
+#[test]
+fn command_functions_stay_short() {
+    // A command builds options, calls the core and renders: a few dozen lines at most.
+    let dir = src().join("cli/commands");
+    let mut long = Vec::new();
+    for file in rust_files(&dir) {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let text = text
+            .split("#[cfg(test)]")
+            .next()
+            .unwrap_or(&text)
+            .to_owned();
+        let lines: Vec<&str> = text.lines().collect();
+        let mut i = 0;
+        while i < lines.len() {
+            let line = lines[i]
+                .trim_start_matches("pub ")
+                .trim_start_matches("pub(super) ");
+            if line.starts_with("fn ") && !lines[i].starts_with(' ') {
+                let end = (i..lines.len()).find(|&j| lines[j] == "}").unwrap_or(i);
+                let name: String = line[3..]
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                if end - i + 1 > 40 {
+                    long.push(format!(
+                        "{}::{name}: {} lines",
+                        file.file_stem().unwrap().to_string_lossy(),
+                        end - i + 1
+                    ));
+                }
+                i = end;
+            }
+            i += 1;
+        }
+    }
+    assert!(
+        long.is_empty(),
+        "command functions over 40 lines:\n{}",
+        long.join("\n")
+    );
+}

@@ -1,6 +1,7 @@
 //! Meeting operators where they are: importing sysctl.d files, exporting the running kernel,
 //! boot precedence of sysctl.d files, globs over the tree, profile YAML output, Kubernetes pods.
 
+pub mod adopted;
 pub mod boot;
 pub mod emit;
 pub mod export;

@@ -209,7 +209,7 @@ fn guarded(
 ) -> Result<Applied> {
     let spec = profile.health.clone().with_flags(&policy.gates);
     if watch.is_some() && spec.gates.is_empty() {
-        return Err(no_gates(profile));
+        return Err(no_gates(profile, "--watch"));
     }
     let (mode, within) = match watch {
         // The watcher gives the watching process the window and as long again (at least
@@ -391,11 +391,12 @@ fn launcher(ctx: &Context, kind: WatcherKind) -> Launcher {
     }
 }
 
-fn no_gates(profile: &Profile) -> Error {
+/// The error for watching a profile that has no gates (`what` names the command or flag).
+pub fn no_gates(profile: &Profile, what: &str) -> Error {
     Error::Profile {
         at: Location::start(profile.path.display().to_string()),
         message: format!(
-            "--watch: profile {} has no health gates to watch",
+            "{what}: profile {} has no health gates to watch",
             profile.name
         ),
         help: Some("add a `health: {gates: …}` section or pass --gate COUNTER:LIMIT=N".into()),

@@ -290,13 +290,13 @@ impl Loader {
             None => {
                 let text: Arc<str> = read_bounded(path, &display, from)?.into();
                 let yaml_named = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
-                let root = parse_root(&text, &display).map_err(|e| {
-                    if yaml_named {
-                        with_snippet(e, &display, &text)
-                    } else {
-                        e
-                    }
+                let root = parse_root(&text, &display).map_err(|e| match yaml_named {
+                    true => with_snippet(e, &display, &text),
+                    false => e,
                 })?;
+                if !yaml_named && !has_profile_field(&root) {
+                    return Err(not_a_profile(&display));
+                }
                 let root: Arc<[(Node, Node)]> = root.into();
                 let parsed = (text.clone(), root.clone());
                 self.cache.files.insert(canonical.clone(), parsed);
@@ -729,6 +729,23 @@ fn of_key(key: &SysctlKey, err: Error) -> Error {
     }
 }
 
+/// Whether a parsed file names at least one profile field at the top level: only then is it
+/// treated (and quoted in errors) as a profile when its name does not end in `.yaml`/`.yml`.
+fn has_profile_field(root: &[(Node, Node)]) -> bool {
+    root.iter()
+        .any(|(k, _)| k.as_scalar().is_some_and(|k| TOP_LEVEL_FIELDS.contains(&k)))
+}
+
+/// The error for a file that is not a profile at all (`extends: [/etc/shadow]`): nothing of its
+/// content is repeated.
+fn not_a_profile(file: &Arc<str>) -> Error {
+    profile_error(
+        Location::start(file.clone()),
+        "this file is not a sysprof profile: none of its top-level fields is a profile field".into(),
+        Some("a profile is YAML with `version: 1` and `sysctls:`"),
+    )
+}
+
 /// Longest source line quoted under an error.
 const MAX_SNIPPET: usize = 200;
 
@@ -781,7 +798,7 @@ fn unknown_field(at: Location, what: &str, name: &str, expected: &[&str]) -> Err
     };
     Error::Profile {
         at,
-        message: format!("unknown {what} `{name}`"),
+        message: format!("unknown {what} `{}`", crate::error::shorten(name)),
         help: Some(help),
         snippet: None,
     }

@@ -1,10 +1,10 @@
 //! `sysprof explain KEY|RULE`: everything the schema knows, with the current value.
 
-use crate::cli::output::{Output, stdout_err};
+use crate::cli::output::Output;
+use crate::cli::render::report;
 use crate::cli::settings::Settings;
 
-use crate::error::Location;
-use crate::error::{Error, Result, exit};
+use crate::error::{Error, Result, exit, shorten};
 use crate::profile::key::SysctlKey;
 use crate::schema::rules::CODE_RULES;
 
@@ -23,11 +23,9 @@ pub fn run(s: &Settings, name: &str, out: &mut Output) -> Result<i32> {
         let help = suggestion
             .map(|s| format!("did you mean `{s}`?"))
             .unwrap_or_else(|| "give a sysctl key or a rule id".into());
-        return Err(Error::Profile {
-            at: Location::start("<command line>"),
-            message: format!("{name:?} is neither a known key nor a rule"),
+        return Err(Error::Input {
+            message: format!("{:?} is neither a known key nor a rule", shorten(name)),
             help: Some(help),
-            snippet: None,
         });
     };
     let mut value = serde_json::to_value(spec).expect("spec serialises");
@@ -43,45 +41,9 @@ pub fn run(s: &Settings, name: &str, out: &mut Output) -> Result<i32> {
 }
 
 fn emit(out: &mut Output, value: serde_json::Value) -> Result<i32> {
-    if out.json() {
-        out.emit(&value)?;
-        return Ok(exit::OK);
-    }
-    let serde_json::Value::Object(map) = value else {
-        return Ok(exit::OK);
-    };
-    // What an operator looks for first, then everything else alphabetically.
-    const FIRST: &[&str] = &[
-        "key",
-        "id",
-        "current",
-        "default_on_target",
-        "caveat",
-        "message",
-    ];
-    let rank = |field: &str| {
-        FIRST
-            .iter()
-            .position(|f| *f == field)
-            .unwrap_or(FIRST.len())
-    };
-    let mut fields: Vec<(&String, &serde_json::Value)> = map
-        .iter()
-        .filter(|(_, v)| {
-            !v.is_null() && *v != &serde_json::json!([]) && *v != &serde_json::json!({})
-        })
-        .collect();
-    fields.sort_by_key(|(field, _)| rank(field));
-    for (field, v) in fields {
-        let text = match v {
-            serde_json::Value::String(s) => s.clone(),
-            serde_json::Value::Array(items) if items.iter().all(|i| i.is_string()) => {
-                let items: Vec<&str> = items.iter().filter_map(|i| i.as_str()).collect();
-                items.join("; ")
-            }
-            other => other.to_string(),
-        };
-        writeln!(out.out, "{field:>18}: {text}").map_err(stdout_err)?;
+    match out.json() {
+        true => out.emit(&value)?,
+        false => out.block(|w| report::fields(w, &value))?,
     }
     Ok(exit::OK)
 }

@@ -1,17 +1,16 @@
 //! `sysprof health PROFILE`: check the profile's health gates once now.
 
-use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
 use crate::canary::health::{self, GateStatus, Sources};
-use crate::cli::output::{Output, stdout_err};
+use crate::canary::safe_apply;
+use crate::cli::output::Output;
+use crate::cli::render::report;
 use crate::cli::settings::Settings;
 
 use crate::cli::flags::GateArgs;
-use crate::cli::render;
-use crate::error::Location;
-use crate::error::{Error, Result, exit};
+use crate::error::{Result, exit};
 use crate::profile::Profile;
 
 /// Samples twice `over` apart and judges every gate; exit 8 when one trips.
@@ -26,12 +25,7 @@ pub fn run(
     let profile = Profile::load(path)?;
     let spec = profile.health.clone().with_flags(&flags.gates);
     if spec.gates.is_empty() {
-        return Err(Error::Profile {
-            at: Location::start(path.display().to_string()),
-            message: format!("profile {} has no health gates", profile.name),
-            help: Some("add a `health: {gates: …}` section or pass --gate COUNTER:LIMIT=N".into()),
-            snippet: None,
-        });
+        return Err(safe_apply::no_gates(&profile, "health"));
     }
     let src = Sources {
         proc_net: &flags.proc_net,
@@ -47,27 +41,9 @@ pub fn run(
     };
     if out.json() {
         out.emit(&serde_json::json!({ "ok": !tripped, "healthy": !tripped, "profile": profile.name, "over": over.as_secs_f64(), "checks": checks, "unavailable": sample.unavailable, "exit_code": code }))?;
-        return Ok(code);
-    }
-    for check in &checks {
-        let mark = match check.status {
-            GateStatus::Ok => "ok     ",
-            GateStatus::Tripped => "TRIPPED",
-            GateStatus::Missing => "missing",
-        };
-        writeln!(out.out, "{mark}  {}", check.describe()).map_err(stdout_err)?;
-    }
-    let summary = format!(
-        "{}: {} gate(s) over {}: {}",
-        profile.name,
-        checks.len(),
-        humantime::format_duration(over),
-        if tripped { "TRIPPED" } else { "healthy" }
-    );
-    if tripped {
-        writeln!(out.out, "{summary}").map_err(stdout_err)?;
     } else {
-        render::ok(&mut out.out, &summary).map_err(stdout_err)?;
+        let span = humantime::format_duration(over).to_string();
+        out.block(|w| report::gate_checks(w, &profile.name, &checks, &span))?;
     }
     Ok(code)
 }

@@ -48,6 +48,14 @@ pub fn dispatch(s: &Settings, command: &Command, out: &mut Output) -> Result<i32
         Command::Rollback { to, dry_run } => rollback::run(s, to.as_deref(), *dry_run, out),
         Command::Status => status::run(s, out),
         Command::Recover => recover::run(s, out),
+        Command::Rollout(command) => rollout_dispatch(s, command, out),
+        adopt_or_docs => adopt_dispatch(s, adopt_or_docs, out),
+    }
+}
+
+/// The commands that adopt, diagnose or document rather than change.
+fn adopt_dispatch(s: &Settings, command: &Command, out: &mut Output) -> Result<i32> {
+    match command {
         Command::Explain { name } => explain::run(s, name, out),
         Command::Import {
             files,
@@ -75,7 +83,7 @@ pub fn dispatch(s: &Settings, command: &Command, out: &mut Output) -> Result<i32
         Command::Completions { shell } => docs::completions(*shell, out),
         Command::Man { dir } => docs::man(dir.as_deref(), out),
         Command::Schema { json_schema } => docs::schema(s, *json_schema, out),
-        Command::Rollout(command) => rollout_dispatch(s, command, out),
+        _ => unreachable!("dispatch handles the change commands"),
     }
 }
 

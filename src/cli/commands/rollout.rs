@@ -1,13 +1,11 @@
 //! `sysprof rollout plan PROFILE --hosts FILE`: which hosts land in which stage.
 
-use std::io::Write;
 use std::path::Path;
 
 use crate::canary::cohort;
-use crate::cli::output::{Output, stdout_err};
-use crate::profile::health::fmt_num;
+use crate::cli::output::Output;
+use crate::cli::render::report;
 
-use crate::cli::render;
 use crate::error::Location;
 use crate::error::{Error, Result, exit};
 use crate::profile::Profile;
@@ -33,51 +31,6 @@ pub fn plan(path: &Path, hosts_file: &Path, out: &mut Output) -> Result<i32> {
         out.emit(&serde_json::json!({ "ok": true, "profile": profile.name, "plan": plan }))?;
         return Ok(exit::OK);
     }
-    render_plan(&profile, &plan, out)?;
+    out.block(|w| report::rollout_plan(w, &profile.name, &plan))?;
     Ok(exit::OK)
-}
-
-fn render_plan(profile: &Profile, plan: &cohort::RolloutPlan, out: &mut Output) -> Result<()> {
-    use anstyle::Style;
-    let bold = Style::new().bold();
-    let head = |cols: &[&str]| {
-        cols.iter()
-            .map(|c| (c.to_string(), bold))
-            .collect::<Vec<_>>()
-    };
-    let plain = |t: String| (t, Style::new());
-    let mut rows = vec![head(&["STAGE", "PERCENT", "WATCH", "HOSTS", "NEW HOSTS"])];
-    for s in &plan.stages {
-        let watch = s
-            .watch
-            .map(|w| humantime::format_duration(w).to_string())
-            .unwrap_or_else(|| "-".into());
-        rows.push(vec![
-            plain(s.name.clone()),
-            plain(format!("{}%", fmt_num(s.percent))),
-            plain(watch),
-            plain(s.total.to_string()),
-            plain(s.new_hosts.join(" ")),
-        ]);
-    }
-    writeln!(
-        out.out,
-        "rollout of {} ({}), {} host(s):",
-        profile.name,
-        &plan.fingerprint[..12],
-        plan.hosts.len()
-    )
-    .map_err(stdout_err)?;
-    render::table(&mut out.out, &rows).map_err(stdout_err)?;
-    writeln!(out.out).map_err(stdout_err)?;
-    let mut rows = vec![head(&["HOST", "HOST ID", "COHORT", "FIRST STAGE"])];
-    for h in &plan.hosts {
-        rows.push(vec![
-            plain(h.host.clone()),
-            plain(h.host_id.clone()),
-            plain(format!("{:.2}", h.cohort)),
-            plain(h.stage.clone().unwrap_or_else(|| "(none)".into())),
-        ]);
-    }
-    render::table(&mut out.out, &rows).map_err(stdout_err)
 }

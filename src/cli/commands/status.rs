@@ -5,11 +5,13 @@ use crate::canary::confirm::{self, Pending};
 use crate::canary::safe_apply::boot_id;
 use crate::canary::watcher;
 use crate::change::context::Context;
-use crate::change::history;
+use crate::change::history::{self, Entry};
 use crate::change::record::SHORT_ID;
+use crate::change::store::Journal;
 use crate::cli::output::Output;
 use crate::cli::settings::Settings;
 use crate::diagnose::drift;
+use crate::diagnose::drift::Drift;
 use crate::error::{Result, exit};
 
 /// Reports the store's state without taking the lock.
@@ -30,12 +32,26 @@ pub fn run(s: &Settings, out: &mut Output) -> Result<i32> {
         out.emit(&serde_json::json!({ "ok": true, "state_dir": ctx.store.dir(), "unfinished": journal, "lock_holder": holder, "last": last, "drift": drift, "pending": pending_json }))?;
         return Ok(exit::OK);
     }
+    let lines = lines(&ctx, journal.as_ref(), pending_line, holder, last, &drift);
+    out.block(|w| lines.iter().try_for_each(|line| writeln!(w, "{line}")))?;
+    Ok(exit::OK)
+}
+
+/// The report for humans, one line per fact.
+fn lines(
+    ctx: &Context,
+    journal: Option<&Journal>,
+    pending: Option<String>,
+    holder: Option<u32>,
+    last: Option<&Entry>,
+    drift: &[Drift],
+) -> Vec<String> {
     let mut lines = vec![format!("state dir: {}", ctx.store.dir().display())];
     lines.push(match &journal {
         Some(j) => format!("UNFINISHED change {} (phase {:?}): the next mutating command, or `sysprof recover`, will finish or undo it", &j.id[..SHORT_ID], j.phase),
         None => "no unfinished change".into(),
     });
-    lines.extend(pending_line);
+    lines.extend(pending);
     lines.extend(
         holder.map(|pid| format!("pid {pid} holds the lock (a change may be in progress)")),
     );
@@ -50,7 +66,7 @@ pub fn run(s: &Settings, out: &mut Output) -> Result<i32> {
         ),
         None => "no changes recorded".into(),
     });
-    for d in &drift {
+    for d in drift {
         let now = d
             .now
             .as_ref()
@@ -60,8 +76,7 @@ pub fn run(s: &Settings, out: &mut Output) -> Result<i32> {
             d.key, d.expected, d.set_by
         ));
     }
-    out.block(|w| lines.iter().try_for_each(|line| writeln!(w, "{line}")))?;
-    Ok(exit::OK)
+    lines
 }
 
 /// The pending change for `status`: JSON, and a line for humans.

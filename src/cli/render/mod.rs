@@ -30,6 +30,7 @@ use crate::schema::Severity;
 use crate::schema::finding::{Finding, Report};
 
 pub mod applied;
+pub mod report;
 pub mod tables;
 
 pub use tables::{history, plan, record, table};
@@ -246,14 +247,11 @@ pub fn summary(out: &mut dyn Write, name: &str, report: &Report) -> io::Result<(
 
 /// An error, with the profile line it points at when it has one, and its help line.
 pub fn error(out: &mut dyn Write, err: &Error) -> io::Result<()> {
-    let d = match err {
-        Error::Profile {
-            at,
-            message,
-            snippet,
-            ..
-        } => Diagnostic::new(Level::Error, message.clone()).at(Some(at), snippet.as_deref()),
-        other => Diagnostic::new(Level::Error, other.to_string()),
+    let d = match err.located() {
+        Some((at, message, snippet)) => {
+            Diagnostic::new(Level::Error, message).at(Some(at), snippet)
+        }
+        None => Diagnostic::new(Level::Error, err.to_string()),
     };
     let d = match err.help() {
         Some(help) => d.note("help", help),

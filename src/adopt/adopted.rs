@@ -1,0 +1,148 @@
+//! Profiles made from what a host already has: sysctl.d files (`import`) and the running
+//! kernel (`export`), with notes on what the profile cannot carry or what apply will refuse.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use crate::adopt::emit::{self, Header, Item};
+use crate::adopt::export::{self, Export, Filter};
+use crate::adopt::import::Options;
+use crate::error::Result;
+use crate::kernel::SysctlTree;
+use crate::schema::Schema;
+
+/// A profile's text, the settings in it and notes for the operator.
+#[derive(Debug)]
+pub struct Adopted {
+    /// The profile YAML.
+    pub text: String,
+    /// Its settings.
+    pub items: Vec<Item>,
+    /// What the operator should know (one line each).
+    pub notes: Vec<String>,
+}
+
+/// A profile from sysctl.d files, read in order (later files win), globs expanded against
+/// `tree`.
+pub fn imported(
+    files: &[PathBuf],
+    tree: &SysctlTree,
+    schema: &Schema,
+    name: &str,
+) -> Result<Adopted> {
+    let resolved = Options::read(files)?.resolve(tree);
+    let items: Vec<Item> = resolved
+        .settings
+        .iter()
+        .map(|(key, imported)| Item {
+            key: key.clone(),
+            value: imported.value.clone(),
+            source: Some(match &imported.glob {
+                Some(glob) => format!("{} ({glob})", imported.at),
+                None => imported.at.to_string(),
+            }),
+            reason: None,
+            optional: imported.optional,
+        })
+        .collect();
+    let mut notes: Vec<String> = resolved
+        .unmatched
+        .iter()
+        .map(|e| format!("{}: {} matches no key here", e.at, e.name))
+        .collect();
+    notes.extend(items.iter().filter(|i| !tree.exists(&i.key)).map(|i| {
+        let what = match i.optional {
+            true => "skipped by apply (optional)",
+            false => "apply will fail unless it exists there",
+        };
+        let at = i.source.as_deref().unwrap_or("");
+        format!("{at}: {} does not exist here; {what}", i.key)
+    }));
+    notes.extend(unknown_to_schema(schema, &items));
+    let header = Header {
+        name: name.to_owned(),
+        description: Some(format!(
+            "Imported from {} sysctl file(s) by sysprof import.",
+            files.len()
+        )),
+        comments: std::iter::once("Imported by `sysprof import` from, in order:".to_owned())
+            .chain(files.iter().map(|f| format!("  {}", f.display())))
+            .collect(),
+    };
+    let text = emit::profile(&header, &items);
+    Ok(Adopted { text, items, notes })
+}
+
+/// A profile of the running values under `filter`; `scope` is the prefix as the user wrote it,
+/// `netns` the namespace the values come from.
+pub fn exported(
+    tree: &SysctlTree,
+    schema: &Schema,
+    filter: &Filter,
+    name: &str,
+    scope: Option<&str>,
+    netns: Option<&str>,
+) -> Result<(Adopted, Export)> {
+    let found = export::export(tree, schema, filter)?;
+    let mut notes = vec![format!(
+        "{} key(s) exported; {} read-only and {} unreadable left out",
+        found.items.len(),
+        found.read_only,
+        found.unreadable.len()
+    )];
+    if !found.unrepresentable.is_empty() {
+        let left = found.unrepresentable.join(", ");
+        notes.push(format!(
+            "left out (a profile cannot hold the value): {left}"
+        ));
+    }
+    if let Some(kernel) = filter.non_default {
+        notes.push(format!(
+            "--non-default for kernel {kernel}: {} key(s) at their default, {} without a known default left out",
+            found.at_default, found.unknown_default
+        ));
+    }
+    notes.extend(unknown_to_schema(schema, &found.items));
+    let scope = scope.unwrap_or("every key");
+    let netns = netns
+        .map(|n| format!(" in network namespace {n}"))
+        .unwrap_or_default();
+    let header = Header {
+        name: name.to_owned(),
+        description: Some(format!(
+            "Exported from {} ({scope}) by sysprof export.",
+            tree.root().display()
+        )),
+        comments: vec![format!(
+            "Exported by `sysprof export`{netns}: the running values, for adopting this host as it is."
+        )],
+    };
+    let text = emit::profile(&header, &found.items);
+    let adopted = Adopted {
+        text,
+        items: found.items.clone(),
+        notes,
+    };
+    Ok((adopted, found))
+}
+
+/// A note naming the keys `validate` will refuse as unknown, if any.
+fn unknown_to_schema(schema: &Schema, items: &[Item]) -> Option<String> {
+    let unknown: Vec<&Item> = items
+        .iter()
+        .filter(|i| schema.lookup(&i.key).is_none())
+        .collect();
+    if unknown.is_empty() {
+        return None;
+    }
+    // One string for the whole list: an export of every key names hundreds.
+    let mut note = format!(
+        "{} key(s) unknown to the schema; validate and apply refuse them until a --schema dir describes them: ",
+        unknown.len()
+    );
+    for (i, item) in unknown.iter().enumerate() {
+        let separator = if i == 0 { "" } else { ", " };
+        write!(note, "{separator}{}", item.key).ok();
+    }
+    Some(note)
+}
