@@ -152,7 +152,12 @@ pub enum Command {
     /// Show unfinished changes, the lock holder and the last change.
     Status,
     /// Finish or undo a change that was interrupted (every mutating command does this first).
-    Recover,
+    Recover {
+        /// Move an interrupted change's journal aside without acting on it (when its record is
+        /// missing or damaged and you have checked the host by hand).
+        #[arg(long)]
+        discard_journal: bool,
+    },
     /// Everything the schema knows about a key or a rule.
     Explain {
         /// A sysctl key or a rule id.

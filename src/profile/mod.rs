@@ -6,7 +6,6 @@
 //! `validate`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -210,7 +209,9 @@ impl Profile {
             return Err(profile_error(
                 Location::start(path.display().to_string()),
                 "the profile sets no sysctls: it has no `sysctls:` field".into(),
-                Some("add `sysctls:`; write `sysctls: {}` to apply an empty profile on purpose (it releases every key sysprof set)"),
+                Some(
+                    "add `sysctls:`; write `sysctls: {}` to apply an empty profile on purpose (it releases every key sysprof set)",
+                ),
             ));
         }
         let name = root.name.clone().unwrap_or_else(|| stem(path));
@@ -416,44 +417,27 @@ impl Loader {
     }
 }
 
-fn missing(path: &Path, from: Option<Location>, e: std::io::Error) -> Error {
+fn missing(path: &Path, from: Option<Location>, why: impl std::fmt::Display) -> Error {
     match from {
         Some(at) => profile_error(
             at,
-            format!("cannot read parent profile {}: {e}", path.display()),
+            format!("cannot read parent profile {}: {why}", path.display()),
             None,
         ),
         // An unreadable profile is invalid input (exit 3), like a malformed one.
         None => profile_error(
-            Location {
-                file: path.display().to_string().into(),
-                line: 1,
-                col: 1,
-            },
-            format!("cannot read profile: {e}"),
+            Location::start(path.display().to_string()),
+            format!("cannot read profile: {why}"),
             None,
         ),
     }
 }
 
+/// The file's text: a regular file (a FIFO or device is refused before anything is read) of at
+/// most [`MAX_PROFILE_BYTES`] bytes of UTF-8.
 fn read_bounded(path: &Path, display: &Arc<str>, from: Option<Location>) -> Result<String> {
-    let file = std::fs::File::open(path).map_err(|e| missing(path, from.clone(), e))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_PROFILE_BYTES + 1)
-        .read_to_end(&mut bytes)
+    let bytes = crate::files::read(path, crate::files::Policy::input(MAX_PROFILE_BYTES))
         .map_err(|e| missing(path, from.clone(), e))?;
-    let start = Location {
-        file: display.clone(),
-        line: 1,
-        col: 1,
-    };
-    if bytes.len() as u64 > MAX_PROFILE_BYTES {
-        return Err(profile_error(
-            start,
-            format!("profile is larger than {} bytes", MAX_PROFILE_BYTES),
-            None,
-        ));
-    }
     String::from_utf8(bytes).map_err(|e| {
         let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
         let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
@@ -470,7 +454,12 @@ fn read_bounded(path: &Path, display: &Arc<str>, from: Option<Location>) -> Resu
     })
 }
 
+/// Longest mapping key YAML reads without explicit `? ` syntax (YAML 1.2, 7.4.2); a longer
+/// one is a key far past any sysctl name (256 bytes), said as such rather than as a YAML error.
+const MAX_IMPLICIT_KEY: usize = 1024;
+
 fn parse_root(text: &str, file: &Arc<str>) -> Result<Vec<(Node, Node)>> {
+    check_key_lengths(text, file)?;
     let node =
         yaml::parse(text).map_err(|e| profile_error(location(file, e.mark), e.message, None))?;
     let Some(node) = node else {
@@ -758,6 +747,31 @@ fn of_key(key: &SysctlKey, err: Error) -> Error {
     }
 }
 
+/// Refuses a line whose key (the text before the first `: `) is longer than YAML can read.
+fn check_key_lengths(text: &str, file: &Arc<str>) -> Result<()> {
+    for (i, line) in text.lines().enumerate() {
+        let body = line.trim_start();
+        let key = body
+            .split(": ")
+            .next()
+            .unwrap_or(body)
+            .trim_end_matches(':');
+        if key.len() > MAX_IMPLICIT_KEY && !key.starts_with('#') {
+            let at = Location {
+                file: file.clone(),
+                line: i + 1,
+                col: line.len() - body.len() + 1,
+            };
+            let message = format!(
+                "this key is {} bytes long; a sysctl name is at most 256 bytes",
+                key.len()
+            );
+            return Err(profile_error(at, message, None));
+        }
+    }
+    Ok(())
+}
+
 /// Whether a parsed file names at least one profile field at the top level: only then is it
 /// treated (and quoted in errors) as a profile when its name does not end in `.yaml`/`.yml`.
 fn has_profile_field(root: &[(Node, Node)]) -> bool {
@@ -770,7 +784,8 @@ fn has_profile_field(root: &[(Node, Node)]) -> bool {
 fn not_a_profile(file: &Arc<str>) -> Error {
     profile_error(
         Location::start(file.clone()),
-        "this file is not a sysprof profile: none of its top-level fields is a profile field".into(),
+        "this file is not a sysprof profile: none of its top-level fields is a profile field"
+            .into(),
         Some("a profile is YAML with `version: 1` and `sysctls:`"),
     )
 }
@@ -883,10 +898,22 @@ mod tests {
     #[test]
     fn cycles_and_missing_parents_are_errors() {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "a.yaml", "version: 1\nextends: [b.yaml]\nsysctls: {}\n");
-        let b = write(dir.path(), "b.yaml", "version: 1\nextends: a.yaml\nsysctls: {}\n");
+        write(
+            dir.path(),
+            "a.yaml",
+            "version: 1\nextends: [b.yaml]\nsysctls: {}\n",
+        );
+        let b = write(
+            dir.path(),
+            "b.yaml",
+            "version: 1\nextends: a.yaml\nsysctls: {}\n",
+        );
         assert!(matches!(Profile::load(&b), Err(Error::ExtendsCycle { .. })));
-        let c = write(dir.path(), "c.yaml", "version: 1\nsysctls: {}\nextends: [nope.yaml]\n");
+        let c = write(
+            dir.path(),
+            "c.yaml",
+            "version: 1\nsysctls: {}\nextends: [nope.yaml]\n",
+        );
         let err = Profile::load(&c).unwrap_err().to_string();
         assert!(
             err.contains("c.yaml:3:11") && err.contains("nope.yaml"),
@@ -929,10 +956,26 @@ mod tests {
         let cases = [
             ("", "1:1", "empty"),
             ("- a\n", "1:1", "mapping"),
-            ("version: 1\nsysctl:\n  a.b: 1\n", "2:1", "did you mean `sysctls`"),
+            (
+                "version: 1\nsysctl:\n  a.b: 1\n",
+                "2:1",
+                "did you mean `sysctls`",
+            ),
             ("sysctls:\n  a.b: 1\n", "1:1", "no `version` field"),
-            ("version: \"1\"\nsysctls: {}\n", "1:10", "the string \"1\", not the number 1"),
+            (
+                "version: \"1\"\nsysctls: {}\n",
+                "1:10",
+                "the string \"1\", not the number 1",
+            ),
             ("version: 1\nname: x\n", "1:1", "sets no sysctls"),
+            (
+                Box::leak(
+                    format!("version: 1\nsysctls:\n  net.{}: 1\n", "x".repeat(20_000))
+                        .into_boxed_str(),
+                ),
+                "3:3",
+                "20004 bytes long",
+            ),
             (
                 "version: 2\nsysctls: {}\n",
                 "1:10",
@@ -963,8 +1006,16 @@ mod tests {
                 "3:3",
                 "leave the sysctl root",
             ),
-            ("version: 1\nsysctls:\n  a.b: 1\n  a/b: 2\n", "4:3", "set twice"),
-            ("version: 1\ncontext:\n  natt: true\n", "3:3", "did you mean `nat`"),
+            (
+                "version: 1\nsysctls:\n  a.b: 1\n  a/b: 2\n",
+                "4:3",
+                "set twice",
+            ),
+            (
+                "version: 1\ncontext:\n  natt: true\n",
+                "3:3",
+                "did you mean `nat`",
+            ),
             ("version: 1\ncontext:\n  nat: 1\n", "3:8", "true or false"),
             (
                 "version: 1\nsysctls:\n  a.b: {value: 1, why: x}\n",
