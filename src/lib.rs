@@ -41,6 +41,7 @@ pub mod rollout;
 pub mod rules;
 pub mod schema;
 pub mod section;
+pub mod sockets;
 pub mod store;
 pub mod validate;
 pub mod value;
