@@ -13,7 +13,8 @@ use std::process::{Child, Command, Stdio};
 
 use common::{Netns, Sandbox};
 use sysprof::procnet::{Endpoint, TcpState};
-use sysprof::sockets::{self, SocketTally, Source, diag};
+use sysprof::sockets::diag::{self, Request};
+use sysprof::sockets::{self, SocketTally, Source};
 
 /// tests/sockets.py `mix`, holding its sockets until dropped.
 struct Mix(Child);
@@ -57,22 +58,25 @@ fn ephemeral(ns: &Netns) -> (u16, u16) {
     (ports.next().unwrap(), ports.next().unwrap())
 }
 
-/// Both tallies, read on a thread of this test that enters the namespace (and ends with it):
-/// (netlink, the /proc tables of that thread's namespace).
-fn both_tallies(ns: &Netns, range: (u16, u16)) -> Option<(SocketTally, SocketTally)> {
+/// The tallies of each netlink request form and of the /proc tables, read on a thread of this
+/// test that enters the namespace (and ends with it): [legacy, per family, /proc].
+fn tallies(ns: &Netns, range: (u16, u16)) -> Option<[SocketTally; 3]> {
     let name = ns.name.clone();
-    let (netlink, tables) = std::thread::spawn(move || {
+    let (dumps, tables) = std::thread::spawn(move || {
         sysprof::netns::enter(&name).expect("enter the namespace");
-        let mut netlink = SocketTally::new(Some(range));
-        let dumped = diag::dump_tcp(&mut netlink).map(|()| netlink);
+        let dump = |requests: &[Request]| {
+            let mut tally = SocketTally::new(Some(range));
+            diag::dump(requests, &mut tally).map(|()| tally)
+        };
+        let dumps = dump(&[Request::Legacy]).and_then(|l| Ok((l, dump(&Request::BY_FAMILY)?)));
         let tables = sockets::from_tables(Path::new("/proc/thread-self/net"), Some(range), vec![]);
-        (dumped, tables)
+        (dumps, tables)
     })
     .join()
     .unwrap();
     assert_eq!(tables.origin.source, Source::ProcNet, "{:?}", tables.origin);
-    let netlink = match netlink {
-        Ok(tally) => tally,
+    let (legacy, by_family) = match dumps {
+        Ok(both) => both,
         Err(why) => {
             let message =
                 format!("REAL-KERNEL TEST NOT RUN: netlink sock_diag is unavailable here: {why}");
@@ -83,7 +87,7 @@ fn both_tallies(ns: &Netns, range: (u16, u16)) -> Option<(SocketTally, SocketTal
             return None;
         }
     };
-    Some((netlink, tables.tally.unwrap()))
+    Some([legacy, by_family, tables.tally.unwrap()])
 }
 
 fn ep(text: &str) -> Endpoint {
@@ -99,10 +103,17 @@ fn netlink_and_proc_tables_tally_the_same_real_sockets() {
     let Some(ns) = Netns::create() else { return };
     let range = ephemeral(&ns);
     let _mix = Mix::start(&ns);
-    let Some((netlink, tables)) = both_tallies(&ns, range) else {
+    let Some([netlink, by_family, tables]) = tallies(&ns, range) else {
         return;
     };
-    assert_eq!(netlink, tables, "netlink and /proc disagree");
+    assert_eq!(
+        netlink, tables,
+        "the one-walk netlink dump and /proc disagree"
+    );
+    assert_eq!(
+        by_family, tables,
+        "the per-family netlink dumps and /proc disagree"
+    );
 
     let expected = [
         (TcpState::Listen, 6),
