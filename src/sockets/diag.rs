@@ -137,13 +137,23 @@ impl Request {
 pub fn dump_tcp(tally: &mut SocketTally) -> Result<(), DiagError> {
     let fd = open()?;
     let mut buf = vec![0u8; RECV_BUF];
-    match dump_one(&fd, Request::Legacy, 1, &mut buf, tally) {
-        Err(DiagError::Kernel(_)) if tally.total() == 0 => {
-            for (seq, request) in (2..).zip(Request::BY_FAMILY) {
-                dump_one(&fd, request, seq, &mut buf, tally)?;
-            }
-            Ok(())
-        }
+    let mut seq = 0;
+    one_walk_or_per_family(tally, |request, tally| {
+        seq += 1;
+        dump_one(&fd, request, seq, &mut buf, tally)
+    })
+}
+
+/// The legacy request; the per-family ones only if the kernel refused it outright (a dump that
+/// broke off half-way has counted sockets already, and is an error).
+fn one_walk_or_per_family(
+    tally: &mut SocketTally,
+    mut run: impl FnMut(Request, &mut SocketTally) -> Result<(), DiagError>,
+) -> Result<(), DiagError> {
+    match run(Request::Legacy, tally) {
+        Err(DiagError::Kernel(_)) if tally.total() == 0 => Request::BY_FAMILY
+            .iter()
+            .try_for_each(|request| run(*request, tally)),
         other => other,
     }
 }
@@ -533,6 +543,60 @@ mod tests {
         assert_eq!(feed(&reply, legacy, &mut tally), Ok(Batch::Done));
         assert_eq!(tally.count(TcpState::Established), 2);
         assert_eq!(tally.ports_in_use(40000, 40001), 2);
+    }
+
+    #[test]
+    fn per_family_requests_only_when_the_one_walk_is_refused_outright() {
+        let socket = decode(&diag(
+            AF_INET,
+            1,
+            (&[10, 0, 0, 1], 1),
+            (&[10, 0, 0, 2], 2),
+            0,
+        ))
+        .unwrap()
+        .unwrap();
+        let cases: [(Result<(), DiagError>, bool, &[Request], bool); 4] = [
+            (Ok(()), false, &[Request::Legacy], true),
+            (
+                Err(DiagError::Kernel(Errno::EOPNOTSUPP)),
+                false,
+                &[
+                    Request::Legacy,
+                    Request::ByFamily(AF_INET),
+                    Request::ByFamily(AF_INET6),
+                ],
+                true,
+            ),
+            (
+                Err(DiagError::Kernel(Errno::EINTR)),
+                true,
+                &[Request::Legacy],
+                false,
+            ),
+            (
+                Err(DiagError::Sys("recv", Errno::ENOBUFS)),
+                false,
+                &[Request::Legacy],
+                false,
+            ),
+        ];
+        for (legacy, counted_first, want, ok) in cases {
+            let mut tally = SocketTally::default();
+            let mut asked = Vec::new();
+            let result = one_walk_or_per_family(&mut tally, |request, tally| {
+                asked.push(request);
+                if request != Request::Legacy {
+                    return Ok(());
+                }
+                if counted_first {
+                    tally.add(&socket);
+                }
+                legacy.clone()
+            });
+            assert_eq!(asked, want, "{legacy:?}");
+            assert_eq!(result.is_ok(), ok, "{legacy:?}");
+        }
     }
 
     #[test]
