@@ -556,7 +556,10 @@ mod tests {
         ))
         .unwrap()
         .unwrap();
-        let cases: [(Result<(), DiagError>, bool, &[Request], bool); 4] = [
+        /// (the legacy dump's outcome, whether it counted a socket first, the requests made,
+        /// whether the whole succeeds)
+        type Case = (Result<(), DiagError>, bool, &'static [Request], bool);
+        let cases: [Case; 4] = [
             (Ok(()), false, &[Request::Legacy], true),
             (
                 Err(DiagError::Kernel(Errno::EOPNOTSUPP)),
