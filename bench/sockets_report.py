@@ -2,7 +2,8 @@
 """The "sockets at scale" section of the bench report (issue 16), from bench/sockets' results.
 
 Input: `sockets-LEVEL.tsv` (bench/alternate.c lines: `sockets.COMMAND@LEVEL`, seconds, peak RSS in
-KiB) and `meta.tsv` lines `sockets@LEVEL` (the census before and after the runs). bench/report.py
+KiB) and `meta.tsv` lines `sockets@LEVEL` (the census before and after each batch of runs,
+separated by `|`) and `sockets_cpu@LEVEL`. bench/report.py
 calls `report`; run alone it prints the section for a result directory:
 
     sockets_report.py RESULT_DIR
@@ -99,12 +100,13 @@ def report(times, rss, meta, target):
     if cpu:
         print(f"  CPU time at {counted(meta, top)} sockets (rusage, median of 3): {cpu}")
     for lv in levels:
-        note = meta.get(f"sockets@{lv}")
-        if note:
-            print(f"  census @{lv}: {note}")
-        m = re.match(r"before (\d+).*after (\d+)", note or "")
-        if m and abs(int(m.group(2)) - int(m.group(1))) > int(m.group(1)) // 50:
-            print(f"  WARNING @{lv}: the socket count moved by more than 2% during the runs (TIME_WAIT expires after 60 s)")
+        for batch, note in enumerate(meta.get(f"sockets@{lv}", "").split("|"), 1):
+            if not note:
+                continue
+            print(f"  census @{lv}, batch {batch}: {note}")
+            m = re.match(r"before (\d+).*after (\d+)", note)
+            if m and abs(int(m.group(2)) - int(m.group(1))) > int(m.group(1)) // 50:
+                print(f"  WARNING @{lv}: the socket count moved by more than 2% during batch {batch} (TIME_WAIT expires after 60 s)")
     ss = med[top].get("ss")
     n = counted(meta, top)
     for command, label in (("doctor", "doctor"), ("health", "health check (2 samples)")):
