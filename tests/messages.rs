@@ -292,3 +292,33 @@ fn adopt_and_explain() {
         .file("net/.keep", "")
         .check(&["doctor", "--proc-net", "$DIR/net"]);
 }
+
+#[test]
+fn kubernetes_manifests() {
+    let manifest = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: crawler\n  namespace: jobs\nspec:\n  template:\n    spec:\n      securityContext:\n        sysctls:\n          - name: net.ipv4.tcp_tw_reuse\n            value: \"1\"\n          - name: net.ipv4.ip_local_port_range\n            value: 1024\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: crawler\n";
+    Case::new("k8s-check-errors", TREE)
+        .file("deploy.yaml", manifest)
+        .check(&[
+            "k8s",
+            "check",
+            "--k8s",
+            "1.29",
+            "--kernel",
+            "6.1",
+            "$DIR/deploy.yaml",
+        ]);
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: api\nspec:\n  securityContext:\n    sysctls:\n      - name: net.ipv4.ip_local_port_range\n        value: \"10240 65535\"\n      - name: net.core.somaxconn\n        value: \"4096\"\n  containers:\n    - name: api\n      image: api:1\n";
+    Case::new("k8s-check-valid", TREE)
+        .file("pod.yaml", pod)
+        .check(&[
+            "k8s",
+            "check",
+            "--k8s",
+            "1.29",
+            "--kernel",
+            "6.1",
+            "--allowed-unsafe",
+            "net.core.*",
+            "$DIR/pod.yaml",
+        ]);
+}

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::adopt::manifests::UnsafePattern;
 use crate::canary::sample::PROC_NET;
 use crate::cli::lean;
 use crate::diagnose::doctor::Thresholds;
@@ -392,5 +393,16 @@ pub enum K8sCommand {
     PodSysctls {
         /// Profile file.
         profile: PathBuf,
+    },
+    /// Check the securityContext.sysctls of every pod spec in manifests (Pod, Deployment,
+    /// StatefulSet, DaemonSet, ReplicaSet, Job, CronJob, multi-document files) for --k8s X.Y and
+    /// --kernel X.Y before `kubectl apply`; exit 3 on errors.
+    Check {
+        /// Manifest files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The kubelet's allowedUnsafeSysctls on the nodes (names or prefixes like net.ipv4.*).
+        #[arg(long, value_name = "NAME,…", value_delimiter = ',', value_parser = UnsafePattern::parse)]
+        allowed_unsafe: Vec<UnsafePattern>,
     },
 }

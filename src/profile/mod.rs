@@ -741,7 +741,8 @@ fn has_profile_field(root: &[(Node, Node)]) -> bool {
 fn not_a_profile(file: &Arc<str>) -> Error {
     profile_error(
         Location::start(file.clone()),
-        "this file is not a sysprof profile: none of its top-level fields is a profile field".into(),
+        "this file is not a sysprof profile: none of its top-level fields is a profile field"
+            .into(),
         Some("a profile is YAML with `version: 1` and `sysctls:`"),
     )
 }

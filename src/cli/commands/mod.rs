@@ -25,6 +25,7 @@ mod health;
 mod history;
 mod import;
 mod k8s;
+mod k8s_check;
 mod recover;
 mod rollback;
 mod rollout;
@@ -101,6 +102,10 @@ fn rollout_dispatch(s: &Settings, command: &RolloutCommand, out: &mut Output) ->
         RolloutCommand::K8s(crate::cli::flags::K8sCommand::PodSysctls { profile }) => {
             k8s::pod_sysctls(s, profile, out)
         }
+        RolloutCommand::K8s(crate::cli::flags::K8sCommand::Check {
+            files,
+            allowed_unsafe,
+        }) => k8s_check::run(s, files, allowed_unsafe, out),
         RolloutCommand::WatchDeadline { token } => watch_deadline::run(s, token, out),
     }
 }
