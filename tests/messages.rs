@@ -77,6 +77,25 @@ impl Case {
 
 /// Replaces the sandbox path, record ids and times with placeholders.
 fn normalize(text: &str, dir: &Path) -> String {
+    unix_times(&ids_and_times(text, dir))
+}
+
+/// The value of a `sysprof_…_timestamp_seconds` / `…_deadline_seconds` metric sample.
+fn unix_times(text: &str) -> String {
+    let lines = text.split_inclusive('\n').map(|line| {
+        let name = line.split(['{', ' ']).next().unwrap_or("");
+        let timed = name.starts_with("sysprof_")
+            && (name.ends_with("timestamp_seconds") || name.ends_with("deadline_seconds"));
+        match (timed, line.rsplit_once(' ')) {
+            (true, Some((head, _))) => format!("{head} <time>\n"),
+            _ => line.to_owned(),
+        }
+    });
+    lines.collect()
+}
+
+/// Replaces the sandbox path, record ids and RFC 3339 times with placeholders.
+fn ids_and_times(text: &str, dir: &Path) -> String {
     let text = text.replace(&dir.display().to_string(), "$DIR");
     let mut out = String::with_capacity(text.len());
     let mut chars = text.char_indices().peekable();
@@ -321,4 +340,12 @@ fn kubernetes_manifests() {
             "net.core.*",
             "$DIR/pod.yaml",
         ]);
+}
+
+#[test]
+fn monitoring() {
+    Case::new("metrics", TREE)
+        .file("web.yaml", GOOD)
+        .given(&["apply", "$DIR/web.yaml"])
+        .check(&["metrics"]);
 }

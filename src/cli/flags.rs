@@ -198,6 +198,9 @@ pub enum Command {
         #[command(flatten)]
         thresholds: DoctorArgs,
     },
+    /// Print Prometheus metrics (drift, last change, pending confirmation, unfinished change,
+    /// health gates of --profile); read-only. --textfile DIR writes DIR/sysprof.prom instead.
+    Metrics(MetricsArgs),
     /// Print shell completions.
     Completions {
         /// The shell.
@@ -259,6 +262,24 @@ impl From<&DoctorArgs> for Thresholds {
             min_count: a.min_count,
         }
     }
+}
+
+// `metrics` options (no doc comment: clap would use it as the command's help).
+#[allow(missing_docs)]
+#[derive(Debug, Clone, Args)]
+pub struct MetricsArgs {
+    /// Write DIR/sysprof.prom atomically (node_exporter's textfile collector directory).
+    #[arg(long, value_name = "DIR")]
+    pub textfile: Option<PathBuf>,
+    /// Also judge this profile's health gates once (sysprof_health_gate_*).
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<PathBuf>,
+    /// Span over which gate increases and rates are measured.
+    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "1s")]
+    pub over: Duration,
+    /// Health gates (added to the profile's, or alone).
+    #[command(flatten)]
+    pub gates: GateArgs,
 }
 
 /// Parses argv (program name first), building only the subcommand that runs (see `lean`).

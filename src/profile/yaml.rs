@@ -113,7 +113,7 @@ pub fn parse(text: &str) -> Result<Option<Node>, YamlError> {
 }
 
 /// Parses every document of a stream (`---`-separated, as Kubernetes manifests are written),
-/// skipping empty ones. The same bounds as [`parse`]: no aliases, bounded nesting.
+/// skipping empty (null) ones. The same bounds as [`parse`]: no aliases, bounded nesting.
 pub fn parse_all(text: &str) -> Result<Vec<Node>, YamlError> {
     let mut reader = Reader {
         events: Parser::new_from_str(text),
@@ -123,7 +123,9 @@ pub fn parse_all(text: &str) -> Result<Vec<Node>, YamlError> {
     loop {
         match reader.next()? {
             (Event::StreamEnd, _) => return Ok(documents),
-            (Event::DocumentStart(_), _) => documents.extend(reader.document()?),
+            (Event::DocumentStart(_), _) => {
+                documents.extend(reader.document()?.filter(|d| !d.is_null()));
+            }
             _ => {}
         }
     }

@@ -26,6 +26,7 @@ mod history;
 mod import;
 mod k8s;
 mod k8s_check;
+mod metrics;
 mod recover;
 mod rollback;
 mod rollout;
@@ -81,6 +82,7 @@ fn adopt_dispatch(s: &Settings, command: &Command, out: &mut Output) -> Result<i
             proc_net,
             thresholds,
         } => doctor::run(s, proc_net, &thresholds.into(), out),
+        Command::Metrics(args) => metrics::run(s, args, out),
         Command::Completions { shell } => docs::completions(*shell, out),
         Command::Man { dir } => docs::man(dir.as_deref(), out),
         Command::Schema { json_schema } => docs::schema(s, *json_schema, out),
