@@ -74,7 +74,7 @@ pub struct Global {
     #[arg(long, global = true, value_enum, default_value_t = ColorWhen::Auto)]
     pub color: ColorWhen,
     /// Seconds to wait for another sysprof to finish.
-    #[arg(long, global = true, default_value_t = 30, value_name = "SECS")]
+    #[arg(long, global = true, default_value_t = 30, value_name = "SECS", value_parser = clap::value_parser!(u64).range(0..=86_400))]
     pub lock_timeout: u64,
     /// Root of the sysctl.d directories boot reads (etc/sysctl.d, run/…, usr/local/lib/…,
     /// usr/lib/…, etc/sysctl.conf), for `import --system` and boot-override warnings. Default /;

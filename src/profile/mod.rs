@@ -206,6 +206,13 @@ impl Profile {
         let root = loader.resolve(path, display, None);
         *cache = std::mem::take(&mut loader.cache);
         let root = root?;
+        if loader.settings.is_empty() && !loader.sysctls_declared {
+            return Err(profile_error(
+                Location::start(path.display().to_string()),
+                "the profile sets no sysctls: it has no `sysctls:` field".into(),
+                Some("add `sysctls:`; write `sysctls: {}` to apply an empty profile on purpose (it releases every key sysprof set)"),
+            ));
+        }
         let name = root.name.clone().unwrap_or_else(|| stem(path));
         Ok(Self {
             name,
@@ -269,6 +276,9 @@ struct Loader {
     rollout: Option<crate::profile::rollout::RolloutSpec>,
     hasher: Sha256,
     cache: ParseCache,
+    /// Some file of the chain has a `sysctls:` field (an empty one is an empty profile on
+    /// purpose).
+    sysctls_declared: bool,
 }
 
 impl Loader {
@@ -323,6 +333,13 @@ impl Loader {
     ) -> Result<Document> {
         let at = |node: &Node| location(file, node.mark);
         let mut doc = Document::default();
+        if !root.iter().any(|(k, _)| k.as_scalar() == Some("version")) {
+            return Err(profile_error(
+                Location::start(file.clone()),
+                "the profile has no `version` field".into(),
+                Some("start every profile file with `version: 1`"),
+            ));
+        }
         if let Some((_, parents)) = root.iter().find(|(k, _)| k.as_scalar() == Some("extends")) {
             for (parent, parent_at) in string_list(parents, file)? {
                 let parent_path = path.parent().unwrap_or(Path::new(".")).join(&parent);
@@ -338,7 +355,10 @@ impl Loader {
                 "description" => doc.description = Some(scalar_string(value, file, "description")?),
                 "extends" => {}
                 "context" => self.context(value, file)?,
-                "sysctls" => self.sysctls(value, file)?,
+                "sysctls" => {
+                    self.sysctls_declared = true;
+                    self.sysctls(value, file)?
+                }
                 "health" => self
                     .health
                     .merge(crate::profile::health::HealthSpec::parse(value, file)?),
@@ -476,18 +496,27 @@ fn parse_root(text: &str, file: &Arc<str>) -> Result<Vec<(Node, Node)>> {
 }
 
 fn check_version(node: &Node, file: &Arc<str>) -> Result<()> {
-    let version = node.as_scalar().and_then(|s| s.parse::<i64>().ok());
-    if version == Some(FORMAT_VERSION) {
+    let plain_int = match &node.kind {
+        NodeKind::Scalar { text, plain: true } => text.parse::<i64>().ok(),
+        _ => None,
+    };
+    if plain_int == Some(FORMAT_VERSION) {
         return Ok(());
     }
-    let message = format!(
-        "unsupported profile format version {}",
-        node.as_scalar().unwrap_or("(not a scalar)")
-    );
+    let message = match &node.kind {
+        NodeKind::Scalar { text, plain: false } => format!(
+            "`version` is the string {:?}, not the number {FORMAT_VERSION}",
+            crate::error::shorten(text)
+        ),
+        _ => format!(
+            "unsupported profile format version {}",
+            crate::error::shorten(node.as_scalar().unwrap_or("(not a scalar)"))
+        ),
+    };
     Err(profile_error(
         location(file, node.mark),
         message,
-        Some("this sysprof reads `version: 1`"),
+        Some("write `version: 1` (a plain number) as the profile's first line"),
     ))
 }
 
@@ -821,17 +850,17 @@ mod tests {
         write(
             dir.path(),
             "a.yaml",
-            "sysctls:\n  net.ipv4.tcp_fin_timeout: 30\n  net.core.somaxconn: 1024\ncontext:\n  nat: true\n",
+            "version: 1\nsysctls:\n  net.ipv4.tcp_fin_timeout: 30\n  net.core.somaxconn: 1024\ncontext:\n  nat: true\n",
         );
         write(
             dir.path(),
             "b.yaml",
-            "sysctls:\n  net.core.somaxconn: 2048\n",
+            "version: 1\nsysctls:\n  net.core.somaxconn: 2048\n",
         );
         let child = write(
             dir.path(),
             "c.yaml",
-            "name: c\nextends: [a.yaml, b.yaml]\nsysctls:\n  net/ipv4/tcp_fin_timeout:\n    value: 20\n    reason: r\n  net.ipv4.ip_local_port_range: [1024, 65535]\n",
+            "version: 1\nname: c\nextends: [a.yaml, b.yaml]\nsysctls:\n  net/ipv4/tcp_fin_timeout:\n    value: 20\n    reason: r\n  net.ipv4.ip_local_port_range: [1024, 65535]\n",
         );
         let profile = Profile::load(&child).unwrap();
         let get = |k: &str| profile.get(&SysctlKey::parse(k).unwrap()).unwrap();
@@ -839,9 +868,9 @@ mod tests {
         let fin = get("net.ipv4.tcp_fin_timeout");
         assert_eq!(
             (fin.value.to_string().as_str(), fin.at.line, fin.at.col),
-            ("20", 4, 3)
+            ("20", 5, 3)
         );
-        assert_eq!(fin.value_at.line, 5);
+        assert_eq!(fin.value_at.line, 6);
         assert!(fin.at.file.ends_with("c.yaml"));
         assert_eq!(
             get("net.ipv4.ip_local_port_range").value.tokens(),
@@ -855,13 +884,13 @@ mod tests {
     #[test]
     fn cycles_and_missing_parents_are_errors() {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "a.yaml", "extends: [b.yaml]\nsysctls: {}\n");
-        let b = write(dir.path(), "b.yaml", "extends: a.yaml\nsysctls: {}\n");
+        write(dir.path(), "a.yaml", "version: 1\nextends: [b.yaml]\nsysctls: {}\n");
+        let b = write(dir.path(), "b.yaml", "version: 1\nextends: a.yaml\nsysctls: {}\n");
         assert!(matches!(Profile::load(&b), Err(Error::ExtendsCycle { .. })));
-        let c = write(dir.path(), "c.yaml", "sysctls: {}\nextends: [nope.yaml]\n");
+        let c = write(dir.path(), "c.yaml", "version: 1\nsysctls: {}\nextends: [nope.yaml]\n");
         let err = Profile::load(&c).unwrap_err().to_string();
         assert!(
-            err.contains("c.yaml:2:11") && err.contains("nope.yaml"),
+            err.contains("c.yaml:3:11") && err.contains("nope.yaml"),
             "{err}"
         );
     }
@@ -872,9 +901,9 @@ mod tests {
         write(
             dir.path(),
             "base.yaml",
-            "sysctls:\n  net.core.somaxconn: 4096\n",
+            "version: 1\nsysctls:\n  net.core.somaxconn: 4096\n",
         );
-        let child = "extends: base.yaml\nsysctls:\n  net.ipv4.tcp_fin_timeout: 30\n";
+        let child = "version: 1\nextends: base.yaml\nsysctls:\n  net.ipv4.tcp_fin_timeout: 30\n";
         let a = write(dir.path(), "a.yaml", child);
         let b = write(dir.path(), "b.yaml", child);
         let mut cache = ParseCache::default();
@@ -901,43 +930,46 @@ mod tests {
         let cases = [
             ("", "1:1", "empty"),
             ("- a\n", "1:1", "mapping"),
-            ("sysctl:\n  a.b: 1\n", "1:1", "did you mean `sysctls`"),
+            ("version: 1\nsysctl:\n  a.b: 1\n", "2:1", "did you mean `sysctls`"),
+            ("sysctls:\n  a.b: 1\n", "1:1", "no `version` field"),
+            ("version: \"1\"\nsysctls: {}\n", "1:10", "the string \"1\", not the number 1"),
+            ("version: 1\nname: x\n", "1:1", "sets no sysctls"),
             (
                 "version: 2\nsysctls: {}\n",
                 "1:10",
                 "unsupported profile format version 2",
             ),
             (
-                "sysctls:\n  net.ipv4.tcp_fin_timeout: 030\n",
-                "2:29",
+                "version: 1\nsysctls:\n  net.ipv4.tcp_fin_timeout: 030\n",
+                "3:29",
                 "plain decimal",
             ),
             (
-                "sysctls:\n  net.ipv4.tcp_fin_timeout: true\n",
-                "2:29",
+                "version: 1\nsysctls:\n  net.ipv4.tcp_fin_timeout: true\n",
+                "3:29",
                 "not a sysctl value",
             ),
             (
-                "sysctls:\n  net.ipv4.tcp_fin_timeout:\n",
-                "2:27",
+                "version: 1\nsysctls:\n  net.ipv4.tcp_fin_timeout:\n",
+                "3:27",
                 "has no value",
             ),
             (
-                "sysctls:\n  net.ipv4.tcp_fin_timeout: {reason: x}\n",
-                "2:3",
+                "version: 1\nsysctls:\n  net.ipv4.tcp_fin_timeout: {reason: x}\n",
+                "3:3",
                 "has no `value`",
             ),
             (
-                "sysctls:\n  ../etc/passwd: 1\n",
-                "2:3",
+                "version: 1\nsysctls:\n  ../etc/passwd: 1\n",
+                "3:3",
                 "leave the sysctl root",
             ),
-            ("sysctls:\n  a.b: 1\n  a/b: 2\n", "3:3", "set twice"),
-            ("context:\n  natt: true\n", "2:3", "did you mean `nat`"),
-            ("context:\n  nat: 1\n", "2:8", "true or false"),
+            ("version: 1\nsysctls:\n  a.b: 1\n  a/b: 2\n", "4:3", "set twice"),
+            ("version: 1\ncontext:\n  natt: true\n", "3:3", "did you mean `nat`"),
+            ("version: 1\ncontext:\n  nat: 1\n", "3:8", "true or false"),
             (
-                "sysctls:\n  a.b: {value: 1, why: x}\n",
-                "2:19",
+                "version: 1\nsysctls:\n  a.b: {value: 1, why: x}\n",
+                "3:19",
                 "unknown setting field",
             ),
         ];
