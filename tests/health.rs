@@ -304,7 +304,10 @@ fn a_fake_proc_net_trips_with_exact_figures() {
 #[test]
 fn gates_need_a_source_and_sane_sections() {
     let sb = Sandbox::fake(&[("net.ipv4.tcp_fin_timeout", "60")]);
-    let bare = sb.file("bare.yaml", "version: 1\nsysctls:\n  net.ipv4.tcp_fin_timeout: 30\n");
+    let bare = sb.file(
+        "bare.yaml",
+        "version: 1\nsysctls:\n  net.ipv4.tcp_fin_timeout: 30\n",
+    );
     let run = sb
         .run(&["apply", bare.to_str().unwrap(), "--watch", "1s"])
         .expect(exit::INVALID_INPUT);

@@ -309,7 +309,10 @@ fn metrics_follow_applies_rollbacks_drift_and_confirmations() {
 fn metrics_are_read_only_even_with_a_change_in_flight_and_the_lock_held() {
     let Some(py) = python() else { return };
     let sb = Sandbox::fake(KEYS);
-    let p = sb.file("p.yaml", "sysctls:\n  net.ipv4.tcp_fin_timeout: 30\n");
+    let p = sb.file(
+        "p.yaml",
+        "version: 1\nsysctls:\n  net.ipv4.tcp_fin_timeout: 30\n",
+    );
     sb.run(&["apply", p.to_str().unwrap()]).expect(0);
     // A change interrupted after its record was written: the journal names an unknown record.
     let journal = format!("{{\"id\":\"{}\",\"phase\":\"intent\"}}", "ab".repeat(32));
@@ -454,7 +457,10 @@ fn the_textfile_is_replaced_by_rename_and_world_readable() {
     let m = Parsed::from(&py, &std::fs::read_to_string(&file).unwrap());
     assert_eq!(m.value("sysprof_history_entries"), 0.0);
 
-    let p = sb.file("p.yaml", "sysctls:\n  net.ipv4.tcp_fin_timeout: 30\n");
+    let p = sb.file(
+        "p.yaml",
+        "version: 1\nsysctls:\n  net.ipv4.tcp_fin_timeout: 30\n",
+    );
     sb.run(&["apply", p.to_str().unwrap()]).expect(0);
     sb.run(&["metrics", "--textfile", dir.to_str().unwrap()])
         .expect(0);
@@ -499,7 +505,10 @@ fn every_family(sb: &Sandbox) -> Vec<String> {
     let p = sb.file("web.yaml", "version: 1\nname: web\nsysctls:\n  net.core.somaxconn: 8192\nhealth:\n  gates:\n    TcpExt.ListenOverflows: {max: 0}\n");
     sb.run(&["apply", p.to_str().unwrap()]).expect(0);
     common::write_key(&sb.root(), "net.core.somaxconn", "1024");
-    let q = sb.file("q.yaml", "sysctls:\n  net.ipv4.tcp_fin_timeout: 30\n");
+    let q = sb.file(
+        "q.yaml",
+        "version: 1\nsysctls:\n  net.ipv4.tcp_fin_timeout: 30\n",
+    );
     let confirm = ["--confirm-within", "120s", "--watcher", "fork"];
     sb.run(&[&["apply", q.to_str().unwrap()], &confirm[..]].concat())
         .expect(0);

@@ -210,7 +210,9 @@ impl Profile {
             return Err(profile_error(
                 Location::start(path.display().to_string()),
                 "the profile sets no sysctls: it has no `sysctls:` field".into(),
-                Some("add `sysctls:`; write `sysctls: {}` to apply an empty profile on purpose (it releases every key sysprof set)"),
+                Some(
+                    "add `sysctls:`; write `sysctls: {}` to apply an empty profile on purpose (it releases every key sysprof set)",
+                ),
             ));
         }
         let name = root.name.clone().unwrap_or_else(|| stem(path));
@@ -884,10 +886,22 @@ mod tests {
     #[test]
     fn cycles_and_missing_parents_are_errors() {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "a.yaml", "version: 1\nextends: [b.yaml]\nsysctls: {}\n");
-        let b = write(dir.path(), "b.yaml", "version: 1\nextends: a.yaml\nsysctls: {}\n");
+        write(
+            dir.path(),
+            "a.yaml",
+            "version: 1\nextends: [b.yaml]\nsysctls: {}\n",
+        );
+        let b = write(
+            dir.path(),
+            "b.yaml",
+            "version: 1\nextends: a.yaml\nsysctls: {}\n",
+        );
         assert!(matches!(Profile::load(&b), Err(Error::ExtendsCycle { .. })));
-        let c = write(dir.path(), "c.yaml", "version: 1\nsysctls: {}\nextends: [nope.yaml]\n");
+        let c = write(
+            dir.path(),
+            "c.yaml",
+            "version: 1\nsysctls: {}\nextends: [nope.yaml]\n",
+        );
         let err = Profile::load(&c).unwrap_err().to_string();
         assert!(
             err.contains("c.yaml:3:11") && err.contains("nope.yaml"),
@@ -930,9 +944,17 @@ mod tests {
         let cases = [
             ("", "1:1", "empty"),
             ("- a\n", "1:1", "mapping"),
-            ("version: 1\nsysctl:\n  a.b: 1\n", "2:1", "did you mean `sysctls`"),
+            (
+                "version: 1\nsysctl:\n  a.b: 1\n",
+                "2:1",
+                "did you mean `sysctls`",
+            ),
             ("sysctls:\n  a.b: 1\n", "1:1", "no `version` field"),
-            ("version: \"1\"\nsysctls: {}\n", "1:10", "the string \"1\", not the number 1"),
+            (
+                "version: \"1\"\nsysctls: {}\n",
+                "1:10",
+                "the string \"1\", not the number 1",
+            ),
             ("version: 1\nname: x\n", "1:1", "sets no sysctls"),
             (
                 "version: 2\nsysctls: {}\n",
@@ -964,8 +986,16 @@ mod tests {
                 "3:3",
                 "leave the sysctl root",
             ),
-            ("version: 1\nsysctls:\n  a.b: 1\n  a/b: 2\n", "4:3", "set twice"),
-            ("version: 1\ncontext:\n  natt: true\n", "3:3", "did you mean `nat`"),
+            (
+                "version: 1\nsysctls:\n  a.b: 1\n  a/b: 2\n",
+                "4:3",
+                "set twice",
+            ),
+            (
+                "version: 1\ncontext:\n  natt: true\n",
+                "3:3",
+                "did you mean `nat`",
+            ),
             ("version: 1\ncontext:\n  nat: 1\n", "3:8", "true or false"),
             (
                 "version: 1\nsysctls:\n  a.b: {value: 1, why: x}\n",

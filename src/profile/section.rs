@@ -109,10 +109,14 @@ pub fn parse_duration(raw: &str) -> std::result::Result<Duration, String> {
     let shown = crate::error::shorten(raw);
     let parsed = match raw.parse::<u64>() {
         Ok(secs) => Ok(Duration::from_secs(secs)),
-        Err(_) => humantime::parse_duration(raw).map_err(|e| format!("{shown:?} is not a duration ({e})")),
+        Err(_) => {
+            humantime::parse_duration(raw).map_err(|e| format!("{shown:?} is not a duration ({e})"))
+        }
     }?;
     if parsed > MAX_DURATION {
-        return Err(format!("{shown:?} is longer than a year (366d), the most sysprof accepts"));
+        return Err(format!(
+            "{shown:?} is longer than a year (366d), the most sysprof accepts"
+        ));
     }
     Ok(parsed)
 }
@@ -164,7 +168,12 @@ mod tests {
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("-5s").is_err());
         assert_eq!(parse_duration("366d"), Ok(MAX_DURATION));
-        for huge in ["18446744073709551615s", "18446744073709551615", "600000000y", "367d"] {
+        for huge in [
+            "18446744073709551615s",
+            "18446744073709551615",
+            "600000000y",
+            "367d",
+        ] {
             assert!(parse_duration(huge).is_err(), "{huge}");
         }
     }
