@@ -298,7 +298,7 @@ fn a_multi_document_file_of_many_kinds_passes_with_the_kubelets_allowlist() {
                 "spec.jobTemplate.spec.template.spec",
                 1
             ),
-            ("Job", "migrate-", "spec.template.spec", 1),
+            ("Job", "migrate-2-4-1", "spec.template.spec", 1),
             ("DaemonSet", "node-logs", "spec.template.spec", 0),
         ]
     );
@@ -450,5 +450,62 @@ fn explain_knows_the_manifest_rules() {
             .json();
         assert_eq!(doc["severity"], "error", "{rule}");
         assert!(!doc["sources"].as_array().unwrap().is_empty(), "{rule}");
+    }
+}
+
+/// kubernetes-validate (PyPI; it bundles the Kubernetes OpenAPI schemas and runs offline).
+const KUBERNETES_VALIDATE: &str = "kubernetes-validate>=1.29,<1.38";
+
+/// Runs `kubernetes-validate --strict` for Kubernetes 1.29 on a file; whether it passed.
+fn schema_accepts(venv: &std::path::Path, file: &std::path::Path) -> bool {
+    let run = std::process::Command::new(venv.join("bin/kubernetes-validate"))
+        .args(["-k", "1.29.0", "--strict", "--quiet"])
+        .arg(file)
+        .output()
+        .unwrap();
+    let log =
+        String::from_utf8_lossy(&run.stdout).into_owned() + &String::from_utf8_lossy(&run.stderr);
+    assert!(
+        !log.contains("could not be validated"),
+        "{}: {log}",
+        file.display()
+    );
+    run.status.success()
+}
+
+#[test]
+fn the_openapi_schema_agrees_where_it_can_and_sysprof_sees_further() {
+    let probe = "import kubernetes_validate";
+    let Some(venv) = common::pip_venv(
+        "sysprof-kubernetes-validate-venv-1.29-1.38",
+        KUBERNETES_VALIDATE,
+        probe,
+    ) else {
+        return;
+    };
+    // The shipped manifests and the good test file are valid Kubernetes objects.
+    let mut good: Vec<PathBuf> = std::fs::read_dir(repo().join("examples/kubernetes"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    good.push(manifest("shop.yaml"));
+    for file in &good {
+        assert!(
+            schema_accepts(&venv, file),
+            "{} fails the Kubernetes 1.29 schema",
+            file.display()
+        );
+    }
+    // Every bad file the schema refuses, sysprof refuses as `k8s-manifest`; the others are valid
+    // objects that the kubelet, the kernel or the seeds' rules would still reject.
+    for bad in BAD {
+        let file = manifest("bad").join(bad.file);
+        let refused_by_schema = !schema_accepts(&venv, &file);
+        let expected = ["not-a-string.yaml", "container-sysctls.yaml"].contains(&bad.file);
+        assert_eq!(refused_by_schema, expected, "{}", bad.file);
+        if refused_by_schema {
+            assert_eq!(bad.rule, "k8s-manifest", "{}", bad.file);
+        }
     }
 }

@@ -25,68 +25,17 @@ use sysprof::error::exit;
 /// What pip installs: the parser Prometheus' own Python client uses.
 const PROMETHEUS_CLIENT: &str = "prometheus_client>=0.17,<0.27";
 
-fn not_run(why: &str) -> Option<PathBuf> {
-    let message = format!("METRICS PARSER TEST NOT RUN: {why}");
-    if std::env::var("SYSPROF_REQUIRE_NETNS").as_deref() == Ok("1") {
-        panic!("{message} (SYSPROF_REQUIRE_NETNS=1)");
-    }
-    eprintln!("\n!!!!!!!!!! {message} !!!!!!!!!!\n");
-    None
-}
-
-/// The venv's python, with prometheus_client; built once per machine (under a lock file, a
-/// half-built one is rebuilt).
+/// The venv's python, with prometheus_client.
 fn python() -> Option<PathBuf> {
     static PYTHON: OnceLock<Option<PathBuf>> = OnceLock::new();
     PYTHON
         .get_or_init(|| {
-            let tmp = std::env::temp_dir();
-            let venv = tmp.join("sysprof-prometheus-client-venv-0.17-0.27");
-            let lock = std::fs::File::create(tmp.join("sysprof-prometheus-venv.lock")).unwrap();
-            let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive);
-            let python = venv.join("bin/python");
-            let works = || {
-                Command::new(&python)
-                    .args(["-c", "import prometheus_client.parser"])
-                    .status()
-                    .is_ok_and(|s| s.success())
-            };
-            if works() {
-                return Some(python);
-            }
-            let _ = std::fs::remove_dir_all(&venv);
-            let made = Command::new("python3")
-                .arg("-m")
-                .arg("venv")
-                .arg(&venv)
-                .output();
-            match made {
-                Ok(o) if o.status.success() => {}
-                Ok(o) => {
-                    let why = String::from_utf8_lossy(&o.stderr);
-                    return not_run(&format!(
-                        "python3 -m venv failed (install python3-venv): {why}"
-                    ));
-                }
-                Err(e) => return not_run(&format!("no python3 ({e})")),
-            }
-            let pip = Command::new(venv.join("bin/pip"))
-                .args([
-                    "install",
-                    "--disable-pip-version-check",
-                    "--quiet",
-                    PROMETHEUS_CLIENT,
-                ])
-                .output()
-                .unwrap();
-            if !pip.status.success() || !works() {
-                let why = String::from_utf8_lossy(&pip.stderr).into_owned();
-                let _ = std::fs::remove_dir_all(&venv);
-                return not_run(&format!(
-                    "pip install {PROMETHEUS_CLIENT} failed (is PyPI reachable?): {why}"
-                ));
-            }
-            Some(python)
+            let venv = common::pip_venv(
+                "sysprof-prometheus-client-venv-0.17-0.27",
+                PROMETHEUS_CLIENT,
+                "import prometheus_client.parser",
+            )?;
+            Some(venv.join("bin/python"))
         })
         .clone()
 }
