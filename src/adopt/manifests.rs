@@ -173,7 +173,7 @@ pub fn check_file(path: &Path, judge: &Judge) -> Result<Checked> {
             line: e.mark.line.max(1),
             col: e.mark.col.max(1),
         };
-        located(at, e.message, None, &text)
+        located(at, e.message, &text)
     })?;
     let mut found = Vec::new();
     for doc in &documents {
@@ -191,7 +191,7 @@ pub fn check_file(path: &Path, judge: &Judge) -> Result<Checked> {
 fn read(path: &Path, file: &Arc<str>) -> Result<String> {
     let cannot = |e: std::io::Error| {
         let message = format!("cannot read manifest: {e}");
-        located(Location::start(file.clone()), message, None, "")
+        located(Location::start(file.clone()), message, "")
     };
     let mut bytes = Vec::new();
     std::fs::File::open(path)
@@ -199,16 +199,16 @@ fn read(path: &Path, file: &Arc<str>) -> Result<String> {
         .map_err(cannot)?;
     if bytes.len() as u64 > MAX_MANIFEST_BYTES {
         let message = format!("manifest is larger than {MAX_MANIFEST_BYTES} bytes");
-        return Err(located(Location::start(file.clone()), message, None, ""));
+        return Err(located(Location::start(file.clone()), message, ""));
     }
     String::from_utf8(bytes).map_err(|_| {
         let message = "manifest is not valid UTF-8".to_owned();
-        located(Location::start(file.clone()), message, None, "")
+        located(Location::start(file.clone()), message, "")
     })
 }
 
 /// An error pointing into the manifest, quoting its line.
-fn located(at: Location, message: String, help: Option<&str>, text: &str) -> Error {
+fn located(at: Location, message: String, text: &str) -> Error {
     let snippet = text
         .lines()
         .nth(at.line.saturating_sub(1))
@@ -216,7 +216,7 @@ fn located(at: Location, message: String, help: Option<&str>, text: &str) -> Err
     Error::Profile {
         at,
         message,
-        help: help.map(str::to_owned),
+        help: None,
         snippet,
     }
 }
