@@ -12,9 +12,18 @@ use serde::Deserialize;
 use sysprof::error::exit;
 
 fn run_gitops(profiles: &std::path::Path, out: &std::path::Path) -> std::process::Output {
+    run_gitops_with(profiles, out, &repo().join("examples/kubernetes"))
+}
+
+fn run_gitops_with(
+    profiles: &std::path::Path,
+    out: &std::path::Path,
+    manifests: &std::path::Path,
+) -> std::process::Output {
     Command::new(repo().join("examples/gitops/validate-fleet.sh"))
         .arg(profiles)
         .arg(out)
+        .arg(manifests)
         .env("SYSPROF", bin())
         .output()
         .unwrap()
@@ -75,6 +84,54 @@ fn the_gitops_job_validates_the_fleet_and_publishes_plans() {
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(!run.status.success());
     assert!(stderr.contains("old-nat.yaml:3:3"), "{stderr}");
+}
+
+#[test]
+fn the_gitops_job_checks_the_manifests_before_kubectl_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let run = run_gitops(&repo().join("profiles"), &out);
+    let log =
+        String::from_utf8_lossy(&run.stdout).into_owned() + &String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{log}");
+    assert!(
+        log.contains("k8s check: kernel 5.4, Kubernetes 1.29"),
+        "{log}"
+    );
+    let checked: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("k8s-check-kernel6.6-k8s1.30.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(checked["ok"], true, "{checked:#}");
+    let kinds: Vec<&str> = checked["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|f| f["workloads"].as_array().unwrap())
+        .map(|w| w["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"Pod") && kinds.contains(&"DaemonSet"),
+        "{kinds:?}"
+    );
+
+    // A manifest that a kubelet of the fleet would reject fails the job, naming the place.
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir_all(&manifests).unwrap();
+    std::fs::copy(
+        repo().join("tests/manifests/bad/unsafe.yaml"),
+        manifests.join("ingest.yaml"),
+    )
+    .unwrap();
+    let run = run_gitops_with(
+        &repo().join("profiles"),
+        &dir.path().join("out2"),
+        &manifests,
+    );
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(stderr.contains("error[k8s-unsafe-not-allowed]"), "{stderr}");
+    assert!(stderr.contains("ingest.yaml:14:19"), "{stderr}");
 }
 
 #[derive(Deserialize)]

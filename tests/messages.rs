@@ -77,6 +77,25 @@ impl Case {
 
 /// Replaces the sandbox path, record ids and times with placeholders.
 fn normalize(text: &str, dir: &Path) -> String {
+    unix_times(&ids_and_times(text, dir))
+}
+
+/// The value of a `sysprof_…_timestamp_seconds` / `…_deadline_seconds` metric sample.
+fn unix_times(text: &str) -> String {
+    let lines = text.split_inclusive('\n').map(|line| {
+        let name = line.split(['{', ' ']).next().unwrap_or("");
+        let timed = name.starts_with("sysprof_")
+            && (name.ends_with("timestamp_seconds") || name.ends_with("deadline_seconds"));
+        match (timed, line.rsplit_once(' ')) {
+            (true, Some((head, _))) => format!("{head} <time>\n"),
+            _ => line.to_owned(),
+        }
+    });
+    lines.collect()
+}
+
+/// Replaces the sandbox path, record ids and RFC 3339 times with placeholders.
+fn ids_and_times(text: &str, dir: &Path) -> String {
     let text = text.replace(&dir.display().to_string(), "$DIR");
     let mut out = String::with_capacity(text.len());
     let mut chars = text.char_indices().peekable();
@@ -291,4 +310,42 @@ fn adopt_and_explain() {
     Case::new("doctor-empty-proc-net", TREE)
         .file("net/.keep", "")
         .check(&["doctor", "--proc-net", "$DIR/net"]);
+}
+
+#[test]
+fn kubernetes_manifests() {
+    let manifest = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: crawler\n  namespace: jobs\nspec:\n  template:\n    spec:\n      securityContext:\n        sysctls:\n          - name: net.ipv4.tcp_tw_reuse\n            value: \"1\"\n          - name: net.ipv4.ip_local_port_range\n            value: 1024\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: crawler\n";
+    Case::new("k8s-check-errors", TREE)
+        .file("deploy.yaml", manifest)
+        .check(&[
+            "k8s",
+            "check",
+            "--k8s",
+            "1.29",
+            "--kernel",
+            "6.1",
+            "$DIR/deploy.yaml",
+        ]);
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: api\nspec:\n  securityContext:\n    sysctls:\n      - name: net.ipv4.ip_local_port_range\n        value: \"10240 65535\"\n      - name: net.core.somaxconn\n        value: \"4096\"\n  containers:\n    - name: api\n      image: api:1\n";
+    Case::new("k8s-check-valid", TREE)
+        .file("pod.yaml", pod)
+        .check(&[
+            "k8s",
+            "check",
+            "--k8s",
+            "1.29",
+            "--kernel",
+            "6.1",
+            "--allowed-unsafe",
+            "net.core.*",
+            "$DIR/pod.yaml",
+        ]);
+}
+
+#[test]
+fn monitoring() {
+    Case::new("metrics", TREE)
+        .file("web.yaml", GOOD)
+        .given(&["apply", "$DIR/web.yaml"])
+        .check(&["metrics"]);
 }

@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # CI job: validate every profile offline for every kernel and Kubernetes version of the fleet,
-# render pod sysctls, and publish the rollout plan of every profile as JSON.
+# check the pod sysctls of the Kubernetes manifests before `kubectl apply`, render pod sysctls,
+# and publish the rollout plan of every profile as JSON.
 #
-#   examples/gitops/validate-fleet.sh [PROFILES_DIR] [OUT_DIR]
+#   examples/gitops/validate-fleet.sh [PROFILES_DIR] [OUT_DIR] [MANIFESTS_DIR]
 #
 # Environment: SYSPROF (the binary, default `sysprof`), FLEET_ENV (default: fleet.env next to
-# this script), HOSTS (default: hosts.txt next to this script). Exits non-zero on the first
-# invalid profile, naming it; sysprof prints the findings with file:line:col.
+# this script), HOSTS (default: hosts.txt next to this script). MANIFESTS_DIR defaults to
+# examples/kubernetes. Exits non-zero on the first invalid profile or manifest, naming it;
+# sysprof prints the findings with file:line:col.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 profiles="${1:-$here/../../profiles}"
 out="${2:-out}"
+manifests="${3:-$here/../kubernetes}"
 sysprof="${SYSPROF:-sysprof}"
 # shellcheck source=fleet.env
 . "${FLEET_ENV:-$here/fleet.env}"
@@ -20,6 +23,9 @@ mkdir -p "$out"
 shopt -s nullglob
 files=("$profiles"/*.yaml)
 [ ${#files[@]} -gt 0 ] || { echo "no profiles in $profiles" >&2; exit 3; }
+manifest_files=("$manifests"/*.yaml)
+allowed=()
+[ -z "${KUBELET_ALLOWED_UNSAFE:-}" ] || allowed=(--allowed-unsafe "$KUBELET_ALLOWED_UNSAFE")
 
 for kernel in $KERNELS; do
     for k8s in $K8S_VERSIONS; do
@@ -28,6 +34,15 @@ for kernel in $KERNELS; do
         if ! "$sysprof" --format json "${args[@]}" > "$out/validate-kernel$kernel-k8s$k8s.json"; then
             "$sysprof" --color never "${args[@]}" >&2 || true   # the findings, file:line:col
             echo "error: profiles are invalid for kernel $kernel, Kubernetes $k8s" >&2
+            exit 3
+        fi
+        [ ${#manifest_files[@]} -gt 0 ] || continue
+        # What the API server and the kubelets of this fleet would reject, before kubectl apply.
+        echo "k8s check: kernel $kernel, Kubernetes $k8s"
+        args=(k8s check --kernel "$kernel" --k8s "$k8s" "${allowed[@]}" "${manifest_files[@]}")
+        if ! "$sysprof" --format json "${args[@]}" > "$out/k8s-check-kernel$kernel-k8s$k8s.json"; then
+            "$sysprof" --color never "${args[@]}" >&2 || true
+            echo "error: manifests would be rejected on kernel $kernel, Kubernetes $k8s" >&2
             exit 3
         fi
     done

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::adopt::manifests::UnsafePattern;
 use crate::canary::sample::PROC_NET;
 use crate::cli::lean;
 use crate::diagnose::doctor::Thresholds;
@@ -202,6 +203,9 @@ pub enum Command {
         #[command(flatten)]
         thresholds: DoctorArgs,
     },
+    /// Print Prometheus metrics (drift, last change, pending confirmation, unfinished change,
+    /// health gates of --profile); read-only. --textfile DIR writes DIR/sysprof.prom instead.
+    Metrics(MetricsArgs),
     /// Print shell completions.
     Completions {
         /// The shell.
@@ -263,6 +267,24 @@ impl From<&DoctorArgs> for Thresholds {
             min_count: a.min_count,
         }
     }
+}
+
+// `metrics` options (no doc comment: clap would use it as the command's help).
+#[allow(missing_docs)]
+#[derive(Debug, Clone, Args)]
+pub struct MetricsArgs {
+    /// Write DIR/sysprof.prom atomically (node_exporter's textfile collector directory).
+    #[arg(long, value_name = "DIR")]
+    pub textfile: Option<PathBuf>,
+    /// Also judge this profile's health gates once (sysprof_health_gate_*).
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<PathBuf>,
+    /// Span over which gate increases and rates are measured.
+    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "1s")]
+    pub over: Duration,
+    /// Health gates (added to the profile's, or alone).
+    #[command(flatten)]
+    pub gates: GateArgs,
 }
 
 /// Parses argv (program name first), building only the subcommand that runs (see `lean`).
@@ -397,5 +419,16 @@ pub enum K8sCommand {
     PodSysctls {
         /// Profile file.
         profile: PathBuf,
+    },
+    /// Check the securityContext.sysctls of every pod spec in manifests (Pod, Deployment,
+    /// StatefulSet, DaemonSet, ReplicaSet, Job, CronJob, multi-document files) for --k8s X.Y and
+    /// --kernel X.Y before `kubectl apply`; exit 3 on errors.
+    Check {
+        /// Manifest files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The kubelet's allowedUnsafeSysctls on the nodes (names or prefixes like net.ipv4.*).
+        #[arg(long, value_name = "NAME,…", value_delimiter = ',', value_parser = UnsafePattern::parse)]
+        allowed_unsafe: Vec<UnsafePattern>,
     },
 }

@@ -3,7 +3,8 @@
 //! Profiles need positions (`file:line:col` on every finding), which serde-based YAML crates do
 //! not expose, so profiles are read through saphyr-parser's event stream into a [`Node`] tree.
 //! The reader is bounded on purpose: aliases are refused (no "billion laughs" expansion), nesting
-//! is limited, duplicate mapping keys and multiple documents are errors. It knows nothing about
+//! is limited, duplicate mapping keys are errors, and so are multiple documents where one is
+//! expected ([`parse`]; [`parse_all`] reads a stream of them). It knows nothing about
 //! profiles; `profile` interprets the tree.
 
 use saphyr_parser::{Event, Parser, ScalarStyle, Span};
@@ -106,6 +107,25 @@ pub fn parse(text: &str) -> Result<Option<Node>, YamlError> {
                 });
             }
             Event::DocumentStart(_) => document = reader.document()?,
+            _ => {}
+        }
+    }
+}
+
+/// Parses every document of a stream (`---`-separated, as Kubernetes manifests are written),
+/// skipping empty (null) ones. The same bounds as [`parse`]: no aliases, bounded nesting.
+pub fn parse_all(text: &str) -> Result<Vec<Node>, YamlError> {
+    let mut reader = Reader {
+        events: Parser::new_from_str(text),
+        depth: 0,
+    };
+    let mut documents = Vec::new();
+    loop {
+        match reader.next()? {
+            (Event::StreamEnd, _) => return Ok(documents),
+            (Event::DocumentStart(_), _) => {
+                documents.extend(reader.document()?.filter(|d| !d.is_null()));
+            }
             _ => {}
         }
     }
@@ -261,6 +281,18 @@ mod tests {
         }
         let deep = format!("{}1{}", "[".repeat(100), "]".repeat(100));
         assert!(parse(&deep).unwrap_err().message.contains("nesting"));
+    }
+
+    #[test]
+    fn streams_of_documents_keep_positions_and_skip_empty_ones() {
+        let docs = parse_all("a: 1\n---\n---\n# nothing\n---\nb:\n  c: 2\n").unwrap();
+        assert_eq!(docs.len(), 2);
+        let NodeKind::Map(second) = &docs[1].kind else {
+            panic!()
+        };
+        assert_eq!(second[0].0.mark, Mark { line: 6, col: 1 });
+        assert!(parse_all("a: 1\n---\nb: *x\n").is_err());
+        assert!(parse_all("").unwrap().is_empty());
     }
 
     #[test]

@@ -254,3 +254,65 @@ impl Drop for Netns {
 pub fn host_value(key: &str) -> String {
     std::fs::read_to_string(Path::new("/proc/sys").join(rel(key))).unwrap()
 }
+
+/// A venv under the temp dir with `requirement` installed from PyPI, built once per machine and
+/// reused while `probe` (a Python statement) runs in it; a lock file keeps concurrent test
+/// binaries from building it twice, and a half-built one is rebuilt. `None` (after saying why
+/// loudly) when python3, venv or PyPI is missing; a failure under SYSPROF_REQUIRE_NETNS=1.
+pub fn pip_venv(name: &str, requirement: &str, probe: &str) -> Option<PathBuf> {
+    let not_run = |why: String| {
+        let message = format!("TEST NOT RUN: {why}");
+        if std::env::var("SYSPROF_REQUIRE_NETNS").as_deref() == Ok("1") {
+            panic!("{message} (SYSPROF_REQUIRE_NETNS=1)");
+        }
+        eprintln!("\n!!!!!!!!!! {message} !!!!!!!!!!\n");
+        None
+    };
+    let tmp = std::env::temp_dir();
+    let venv = tmp.join(name);
+    let lock = std::fs::File::create(tmp.join(format!("{name}.lock"))).unwrap();
+    let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive);
+    let python = venv.join("bin/python");
+    let works = || {
+        Command::new(&python)
+            .args(["-c", probe])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if works() {
+        return Some(venv);
+    }
+    let _ = std::fs::remove_dir_all(&venv);
+    match Command::new("python3")
+        .arg("-m")
+        .arg("venv")
+        .arg(&venv)
+        .output()
+    {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => {
+            let why = String::from_utf8_lossy(&o.stderr);
+            return not_run(format!(
+                "python3 -m venv failed (install python3-venv): {why}"
+            ));
+        }
+        Err(e) => return not_run(format!("no python3 ({e})")),
+    }
+    let pip = Command::new(venv.join("bin/pip"))
+        .args([
+            "install",
+            "--disable-pip-version-check",
+            "--quiet",
+            requirement,
+        ])
+        .output()
+        .unwrap();
+    if !pip.status.success() || !works() {
+        let why = String::from_utf8_lossy(&pip.stderr).into_owned();
+        let _ = std::fs::remove_dir_all(&venv);
+        return not_run(format!(
+            "pip install {requirement} failed (is PyPI reachable?): {why}"
+        ));
+    }
+    Some(venv)
+}

@@ -1,5 +1,6 @@
 //! `sysprof explain KEY|RULE`: everything the schema knows, with the current value.
 
+use crate::adopt::manifests;
 use crate::cli::output::Output;
 use crate::cli::render::report;
 use crate::cli::settings::Settings;
@@ -14,7 +15,11 @@ pub fn run(s: &Settings, name: &str, out: &mut Output) -> Result<i32> {
     if let Some(rule) = schema.rules.iter().find(|r| r.id == name) {
         return emit(out, serde_json::to_value(rule).expect("rule serialises"));
     }
-    if let Some(rule) = CODE_RULES.iter().find(|r| r.id == name) {
+    if let Some(rule) = CODE_RULES
+        .iter()
+        .chain(manifests::RULES)
+        .find(|r| r.id == name)
+    {
         let value = serde_json::json!({ "id": rule.id, "severity": rule.severity, "kind": "code", "summary": rule.summary, "sources": rule.sources });
         return emit(out, value);
     }

@@ -25,6 +25,8 @@ mod health;
 mod history;
 mod import;
 mod k8s;
+mod k8s_check;
+mod metrics;
 mod recover;
 mod rollback;
 mod rollout;
@@ -80,6 +82,7 @@ fn adopt_dispatch(s: &Settings, command: &Command, out: &mut Output) -> Result<i
             proc_net,
             thresholds,
         } => doctor::run(s, proc_net, &thresholds.into(), out),
+        Command::Metrics(args) => metrics::run(s, args, out),
         Command::Completions { shell } => docs::completions(*shell, out),
         Command::Man { dir } => docs::man(dir.as_deref(), out),
         Command::Schema { json_schema } => docs::schema(s, *json_schema, out),
@@ -101,6 +104,10 @@ fn rollout_dispatch(s: &Settings, command: &RolloutCommand, out: &mut Output) ->
         RolloutCommand::K8s(crate::cli::flags::K8sCommand::PodSysctls { profile }) => {
             k8s::pod_sysctls(s, profile, out)
         }
+        RolloutCommand::K8s(crate::cli::flags::K8sCommand::Check {
+            files,
+            allowed_unsafe,
+        }) => k8s_check::run(s, files, allowed_unsafe, out),
         RolloutCommand::WatchDeadline { token } => watch_deadline::run(s, token, out),
     }
 }

@@ -30,6 +30,7 @@ use crate::schema::Severity;
 use crate::schema::finding::{Finding, Report};
 
 pub mod applied;
+pub mod manifests;
 pub mod report;
 pub mod tables;
 
