@@ -168,10 +168,18 @@ class Kernel:
         """``name=version`` of the Debian package."""
         return f"{self.meta['package']}={self.meta['version']}"
 
+    def _boot_file(self, name):
+        # /boot/NAME-<uname -r>, or (newer packaging) /usr/lib/modules/<uname -r>/NAME
+        for path in [self.root / "boot" / f"{name}-{self.uname_r}",
+                     self.root / "usr/lib/modules" / self.uname_r / name]:
+            if path.is_file():
+                return path
+        raise LabError(f"{self.package}: no {name} in the package")
+
     @property
     def vmlinuz(self):
         """Path of the kernel image."""
-        return self.root / "boot" / f"vmlinuz-{self.uname_r}"
+        return self._boot_file("vmlinuz")
 
     @property
     def modules(self):
@@ -185,7 +193,7 @@ class Kernel:
     def config(self):
         """The kernel's /boot/config-* as a dict of CONFIG_* values."""
         out = {}
-        for line in (self.root / "boot" / f"config-{self.uname_r}").read_text().splitlines():
+        for line in self._boot_file("config").read_text().splitlines():
             if line.startswith("CONFIG_") and "=" in line:
                 name, _, value = line.partition("=")
                 out[name] = value
@@ -230,8 +238,8 @@ def version_key(release):
 
 def fetch(name, refresh=False):
     """Returns the cached kernel for a release (or suite alias), downloading it when missing."""
-    if not refresh and name in KERNELS:
-        kernel = cached(name)
+    if not refresh:
+        kernel = cached(name)  # a release (a suite alias such as "sid" is always resolved)
         if kernel:
             return kernel
     suite = KERNELS.get(name) or EXTRA_SUITES.get(name)
@@ -241,7 +249,7 @@ def fetch(name, refresh=False):
     apt = PrivateApt(cache_root(), debian_mirror(), suite)
     apt.update()
     meta_fields = apt.show(META_PACKAGE)
-    match = re.match(r"(linux-image-\S+)\s*\(=\s*([^)]+)\)", meta_fields.get("Depends", ""))
+    match = re.search(r"(linux-image-\S+)\s*\(=\s*([^)]+)\)", meta_fields.get("Depends", ""))
     if not match:
         raise LabError(f"{META_PACKAGE} in {suite}: unexpected Depends {meta_fields!r}")
     package, version = match.group(1), match.group(2).strip()
@@ -256,16 +264,25 @@ def _unpack(apt, package, version, suite, name):
     dirname = f"{package}_{version}"
     root = cache_root() / "kernels" / dirname
     if not (root / ".complete").is_file():
-        deb = apt.download(package, version, cache_root() / "debs")
         if root.exists():
             shutil.rmtree(root)
         root.mkdir(parents=True)
-        subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
+        for part in [package, *_split_parts(apt, package, uname_r)]:
+            deb = apt.download(part, version, cache_root() / "debs")
+            subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
+            deb.unlink()  # the unpacked tree is what the cache keeps
         (root / ".complete").write_text(version + "\n")
-        deb.unlink()  # the unpacked tree is what the cache keeps
     meta = {"release": release, "uname_r": uname_r, "package": package, "version": version,
             "suite": suite, "dir": dirname}
     pointer = pointer_path(release)
     pointer.write_text(json.dumps(meta, indent=1) + "\n")
     log(f"kernel {release}: {package}={version} ({suite})")
     return Kernel(meta, root)
+
+
+def _split_parts(apt, package, uname_r):
+    """Packages of the same build the image depends on (newer Debian kernels split the image,
+    the kernel binary and the modules: linux-binary-*, linux-modules-*, linux-base-*)."""
+    depends = apt.show(package).get("Depends", "")
+    return [m.group(1) for m in re.finditer(r"(linux-[a-z]+-" + re.escape(uname_r) +
+                                            r")\s*\(=", depends)]
