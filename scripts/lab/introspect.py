@@ -57,10 +57,10 @@ def writable(entry):
     return entry is not None and int(entry["mode"], 8) & 0o222 != 0
 
 
-def document(kernel, machine, files, prefix="dump"):
-    """The format-1 JSON document of one dump boot (files under ``prefix/`` of /out)."""
-    init = files.get(f"{prefix}/init.tsv")
-    child = files.get(f"{prefix}/child.tsv")
+def document(kernel, machine, files):
+    """The format-1 JSON document of one dump boot (``files``: the dump directory's files)."""
+    init = files.get("init.tsv")
+    child = files.get("child.tsv")
     if not init or not child:
         raise LabError(f"{kernel.uname_r}: the guest wrote no dump")
     return {
@@ -71,7 +71,7 @@ def document(kernel, machine, files, prefix="dump"):
         "hz": kernel.hz,
         "memory_mib": machine.mem_mib,
         "cpus": machine.cpus,
-        "modules": files.get(f"{prefix}/modules", b"").decode().split(),
+        "modules": files.get("modules", b"").decode().split(),
         "init": parse_dump(init.decode("utf-8", "replace")),
         "child_netns": parse_dump(child.decode("utf-8", "replace")),
     }
@@ -86,7 +86,8 @@ def run(kernel, out_dir, sizes=None, timeout=600):
         log(f"introspect {kernel.uname_r} with {machine.mem_mib} MiB, {machine.cpus} CPU(s)")
         result = vm.boot(kernel, dump_script(), out=True, machine=machine, modules="@all",
                          timeout=timeout, sysprof=None)
-        doc = document(kernel, machine, result.files)
+        doc = document(kernel, machine, {name.removeprefix("dump/"): data
+                                         for name, data in result.files.items()})
         path = out_dir / f"{kernel.release}-m{machine.mem_mib}-c{machine.cpus}.json"
         path.write_text(json.dumps(doc, indent=1, sort_keys=False) + "\n")
         log(f"wrote {path} ({len(doc['init'])} keys, {len(doc['child_netns'])} in a child "

@@ -62,17 +62,15 @@ class KernelReport:
 def run_kernel(kernel, sysprof, stream=None, keep=None):
     """Runs every step on one kernel and returns its :class:`KernelReport`."""
     started = time.monotonic()
-    ctx = Context(kernel=kernel, sysprof=Path(sysprof))
+    ctx = Context(kernel=kernel, sysprof=Path(sysprof), machine=TEST_MACHINE)
     ctx.schema = _schema_json(ctx)
     report = KernelReport(kernel.release, kernel.uname_r)
-    boot_setup = BootSetup()
     confirm = ConfirmApply()
-    agreement = Agreement()
     bounds = Bounds()
     boots = [
-        ("boot 1", [agreement, Globals(), Crash(), boot_setup, bounds], "@all"),
-        ("boot 2 (reboot)", [BootAfter(boot_setup), confirm], "@suite"),
-        ("boot 3 (reboot)", [ConfirmAfterReboot(confirm, boot_setup)], "@suite"),
+        ("boot 1", [Agreement(), Globals(), Crash(), BootSetup(), bounds], "@all"),
+        ("boot 2 (reboot)", [BootAfter(), confirm], "@suite"),
+        ("boot 3 (reboot)", [ConfirmAfterReboot(confirm)], "@suite"),
     ]
     with tempfile.TemporaryDirectory(prefix="kernel-lab-disk-") as tmp:
         disk = vm.make_disk(Path(tmp) / "persist.img", 64)

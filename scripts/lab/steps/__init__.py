@@ -90,6 +90,7 @@ class Context:
     """What every step of one kernel's run needs."""
     kernel: object                 # kernels.Kernel
     sysprof: Path                  # the static binary (also run on the host, offline)
+    machine: object = None         # vm.Machine of the suite's boots
     schema: dict = field(default_factory=dict)   # `sysprof schema --format json` (shipped)
     notes: list = field(default_factory=list)    # lines for the report
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from . import Check
 from .. import introspect
+from ..kernels import LabError
 
 EXISTENCE_RULES = {"unknown-key", "key-removed", "key-not-yet-added"}
 INSTANCES = ["all", "default"]
@@ -72,9 +73,8 @@ class Agreement:
     def analyze(self, ctx, out):
         """One check per concrete key."""
         try:
-            self.dump = introspect.document(ctx.kernel, vm_size(), {
-                f"agreement/{n}": d for n, d in out.files.items()}, prefix="agreement")
-        except Exception as err:  # noqa: BLE001 - reported as a failed check
+            self.dump = introspect.document(ctx.kernel, ctx.machine, out.files)
+        except LabError as err:
             return [Check("validate agreement: dump", False, str(err))]
         keys = [k for e in ctx.schema["keys"] for k in instances(e["key"])]
         plain = findings_by_key(ctx, keys, child=False)
@@ -97,12 +97,6 @@ class Agreement:
         claim, truth = child_claim(child), child_truth(self.dump, key)
         ok = claim == truth or (claim == "global" and truth != "absent")
         return Check(name, ok, f"in a child netns validate says {claim}, the kernel: {truth}")
-
-
-def vm_size():
-    """The machine size of the suite's dump boot."""
-    from ..suite import TEST_MACHINE
-    return TEST_MACHINE
 
 
 def findings_by_key(ctx, keys, child):

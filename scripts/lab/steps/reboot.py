@@ -105,9 +105,6 @@ class BootAfter:
     name = "boot-after"
     timeout = 60
 
-    def __init__(self, setup):
-        self.setup = setup
-
     def files(self, ctx):
         """Nothing beyond the image."""
         return {}
@@ -203,7 +200,7 @@ class ConfirmAfterReboot:
     name = "confirm-after-reboot"
     timeout = 60
 
-    def __init__(self, confirm, setup):
+    def __init__(self, confirm):
         self.confirm = confirm
 
     def files(self, ctx):
