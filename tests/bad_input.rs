@@ -1238,7 +1238,9 @@ fn schema_without_syn_bounds(dir: &Path) -> PathBuf {
     let schema = dir.join("schema");
     std::fs::create_dir_all(&schema).unwrap();
     for entry in std::fs::read_dir(repo().join("schema")).unwrap().flatten() {
-        std::fs::copy(entry.path(), schema.join(entry.file_name())).unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), schema.join(entry.file_name())).unwrap();
+        }
     }
     let keys = std::fs::read_to_string(schema.join("keys.yaml")).unwrap();
     let start = keys.find("- key: net.ipv4.tcp_syn_retries\n").unwrap();

@@ -1,0 +1,120 @@
+"""`sysprof validate --kernel X`, offline on the host, against what kernel X really has.
+
+The guest dumps every key of /proc/sys with its mode, as booted and in a fresh child network
+namespace (``unshare -n``), with every sysctl module of the kernel loaded. On the host, one
+profile naming every catalogue entry (a pattern entry through its ``all`` and ``default``
+instances) is validated twice for the same kernel version: plainly, and as for a child namespace
+(``--netns`` naming the host's own namespace, so nothing changes but the target). For each key
+the findings are the catalogue's claims:
+
+- exists on X: no ``unknown-key``, ``key-removed`` or ``key-not-yet-added`` finding;
+- in a child namespace: writable (no ``not-writable-in-netns``), read-only, absent, or global
+  (not namespaced: the child sees the host's own file).
+
+A key agrees when the dump says the same. One guest boot covers any catalogue size.
+"""
+
+import json
+import tempfile
+from pathlib import Path
+
+from . import Check
+from .. import introspect
+from ..kernels import LabError
+
+EXISTENCE_RULES = {"unknown-key", "key-removed", "key-not-yet-added"}
+INSTANCES = ["all", "default"]
+
+
+def instances(key):
+    """Concrete keys for a catalogue entry (``*`` components become all/default)."""
+    if "*" not in key.split("."):
+        return [key]
+    return [".".join(i if c == "*" else c for c in key.split(".")) for i in INSTANCES]
+
+
+def child_claim(findings):
+    """What a child-namespace validation says about a key."""
+    for f in findings:
+        if f["rule"] == "not-writable-in-netns":
+            if "read-only" in f["message"]:
+                return "read-only"
+            if "absent" in f["message"]:
+                return "absent"
+            return "global"
+    return "writable"
+
+
+def child_truth(dump, key):
+    """What the child namespace's dump says about a key."""
+    entry = dump["child_netns"].get(key)
+    if entry is None:
+        return "absent"
+    return "writable" if introspect.writable(entry) else "read-only"
+
+
+class Agreement:
+    """Dump in the guest; compare with offline validation on the host."""
+
+    name = "agreement"
+    timeout = 180
+
+    def __init__(self):
+        self.dump = None
+
+    def files(self, ctx):
+        """Nothing beyond the image."""
+        return {}
+
+    def script(self, ctx):
+        """The two dumps."""
+        return introspect.dump_script("/out/agreement")
+
+    def analyze(self, ctx, out):
+        """One check per concrete key."""
+        try:
+            self.dump = introspect.document(ctx.kernel, ctx.machine, out.files)
+        except LabError as err:
+            return [Check("validate agreement: dump", False, str(err))]
+        keys = [k for e in ctx.schema["keys"] for k in instances(e["key"])]
+        plain = findings_by_key(ctx, keys, child=False)
+        child = findings_by_key(ctx, keys, child=True)
+        if plain is None or child is None:
+            return [Check("validate agreement: sysprof validate", False,
+                          "sysprof validate printed no JSON")]
+        return [self._judge(key, plain.get(key, []), child.get(key, [])) for key in keys]
+
+    def _judge(self, key, plain, child):
+        claims_exists = not any(f["rule"] in EXISTENCE_RULES for f in plain)
+        exists = key in self.dump["init"]
+        name = f"validate {key}"
+        if claims_exists != exists:
+            said = "exists" if claims_exists else "does not exist"
+            return Check(name, False, f"validate says it {said} on "
+                         f"{self.dump['release']}; the kernel {'has' if exists else 'lacks'} it")
+        if not exists:
+            return Check(name, True)
+        claim, truth = child_claim(child), child_truth(self.dump, key)
+        ok = claim == truth or (claim == "global" and truth != "absent")
+        return Check(name, ok, f"in a child netns validate says {claim}, the kernel: {truth}")
+
+
+def findings_by_key(ctx, keys, child):
+    """Runs ``sysprof validate --kernel X --format json`` on one profile of all keys."""
+    with tempfile.TemporaryDirectory(prefix="kernel-lab-validate-") as tmp:
+        profile = Path(tmp) / "every-key.yaml"
+        lines = ["version: 1", "name: every-catalogue-key", "sysctls:"]
+        lines += [f"  {k}: 0" for k in keys]
+        profile.write_text("\n".join(lines) + "\n")
+        args = ["--netns", "/proc/self/ns/net"] if child else []
+        proc = ctx.host_sysprof(*args, "validate", "--kernel", ctx.kernel.release,
+                                "--format", "json", str(profile))
+    try:
+        doc = json.loads(proc.stdout)
+    except ValueError:
+        return None
+    out = {}
+    for report in doc.get("profiles", []):
+        for finding in report["findings"]:
+            out.setdefault(finding.get("key"), []).append(finding)
+    return out

@@ -1,0 +1,168 @@
+"""Unit tests of the lab's host-side pieces that need no qemu (run by tests/lab.rs):
+``cd scripts && python3 -m unittest lab.test_lab``."""
+
+import gzip
+import tempfile
+import unittest
+from pathlib import Path
+
+from . import cpio, introspect, kernels
+from .steps import Out, profile_yaml, same_value
+from .steps.agreement import child_claim, instances
+from .steps.bounds import Bounds, resolve
+from .steps.crash import _history_problems
+
+
+class MirrorTest(unittest.TestCase):
+    """The Debian mirror comes from the host's apt configuration."""
+
+    def test_deb822_skips_security_and_disabled_stanzas(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            etc = Path(tmp)
+            (etc / "sources.list.d").mkdir()
+            (etc / "sources.list.d" / "debian.sources").write_text(
+                "Types: deb\nURIs: http://security.example/debian-security\n"
+                "Suites: bookworm-security\nComponents: main\n\n"
+                "Types: deb\nURIs: http://off.example/debian\nSuites: bookworm\nEnabled: no\n\n"
+                "Types: deb deb-src\nURIs: http://mirror.example/debian/\n"
+                "Suites: bookworm bookworm-updates\nComponents: main\n")
+            self.assertEqual(kernels.debian_mirror(etc), "http://mirror.example/debian")
+
+    def test_one_line_format_with_options(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            etc = Path(tmp)
+            (etc / "sources.list").write_text(
+                "# comment\ndeb [arch=amd64 signed-by=/k.gpg] http://m.example/debian bookworm main\n")
+            self.assertEqual(kernels.debian_mirror(etc), "http://m.example/debian")
+
+    def test_no_archive_is_an_error(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            with self.assertRaises(kernels.LabError):
+                kernels.debian_mirror(Path(tmp))
+
+
+class CpioTest(unittest.TestCase):
+    """The archive is newc, deterministic, parents first, 512-byte aligned."""
+
+    def test_layout(self):
+        w = cpio.CpioWriter()
+        w.file("etc/lab/x", b"abc", 0o755)
+        w.symlink("bin/sh", "/bin/busybox")
+        data = w.render()
+        self.assertEqual(len(data) % 512, 0)
+        self.assertTrue(data.startswith(b"070701"))
+        names = [n for n in (b"etc", b"etc/lab", b"etc/lab/x", b"bin", b"bin/sh", b"TRAILER!!!")]
+        positions = [data.index(n + b"\0") for n in names]
+        self.assertEqual(positions, sorted(positions))
+        self.assertEqual(data, _twin().render())
+        self.assertEqual(gzip.decompress(w.render_gzip()), data)
+
+
+def _twin():
+    w = cpio.CpioWriter()
+    w.file("etc/lab/x", b"abc", 0o755)
+    w.symlink("bin/sh", "/bin/busybox")
+    return w
+
+
+class DumpTest(unittest.TestCase):
+    """dump.sh lines become format-1 entries."""
+
+    def test_parse(self):
+        text = ("644\t/proc/sys/net/ipv4/conf/eth0.100/rp_filter\tok\t1\n"
+                "200\t/proc/sys/vm/drop_caches\terr\t\n"
+                "644\t/proc/sys/net/ipv4/tcp_rmem\tok\t4096\\t131072\\t6291456\n"
+                "444\t/proc/sys/dev/cdrom/info\tok\ta\\nb\\\\c\n")
+        dump = introspect.parse_dump(text)
+        self.assertEqual(dump["net.ipv4.conf.eth0/100.rp_filter"], {"mode": "0644", "value": "1"})
+        self.assertEqual(dump["vm.drop_caches"], {"mode": "0200", "value": None})
+        self.assertEqual(dump["net.ipv4.tcp_rmem"]["value"], "4096\t131072\t6291456")
+        self.assertEqual(dump["dev.cdrom.info"]["value"], "a\nb\\c")
+        self.assertFalse(introspect.writable(dump["dev.cdrom.info"]))
+
+
+class BoundsTest(unittest.TestCase):
+    """HZ-dependent and symbolic bounds, and what counts as a contradiction."""
+
+    def test_jiffies_bounds_follow_hz(self):
+        self.assertEqual(resolve(8589934, 250), (8589934, ""))
+        value, note = resolve(8589934, 1000)
+        self.assertEqual(value, 2147483)
+        self.assertIn("HZ=1000", note)
+        self.assertEqual(resolve(-8589934, 100)[0], -21474836)
+        self.assertEqual(resolve("-INT_MAX/HZ", 250)[0], -8589934)
+        self.assertEqual(resolve(255, 250), (255, ""))
+        with self.assertRaises(ValueError):
+            resolve("HZ*2", 250)
+
+    def test_judging_rows(self):
+        judge = Bounds._judge
+        self.assertEqual(judge(["k", "min", "0", "ok", "0", "restored"]), "")
+        self.assertEqual(judge(["k", "max+1", "3", "Invalid argument", "1", "restored"]), "")
+        self.assertIn("accepted", judge(["k", "max+1", "3", "ok", "3", "restored"]))
+        self.assertIn("not EINVAL", judge(["k", "min-1", "-1", "Operation not permitted", "0",
+                                           "restored"]))
+        self.assertIn("rejected", judge(["k", "max", "65535", "Invalid argument", "1024",
+                                         "restored"]))
+        self.assertIn("not restored", judge(["k", "min", "0", "ok", "0", "not-restored"]))
+
+
+class AgreementTest(unittest.TestCase):
+    """Catalogue entries become concrete keys; validate's findings become claims."""
+
+    def test_instances(self):
+        self.assertEqual(instances("vm.swappiness"), ["vm.swappiness"])
+        self.assertEqual(instances("net.ipv4.conf.*.rp_filter"),
+                         ["net.ipv4.conf.all.rp_filter", "net.ipv4.conf.default.rp_filter"])
+
+    def test_child_claims(self):
+        finding = {"rule": "not-writable-in-netns"}
+        self.assertEqual(child_claim([]), "writable")
+        self.assertEqual(child_claim([{**finding, "message": "k is read-only in a child"}]),
+                         "read-only")
+        self.assertEqual(child_claim([{**finding, "message": "k is absent in a child"}]),
+                         "absent")
+        self.assertEqual(child_claim([{**finding, "message": "k is not namespaced: ..."}]),
+                         "global")
+
+
+class CrashHistoryTest(unittest.TestCase):
+    """The history must say what the kernel holds after a killed command."""
+
+    def out(self, before, after):
+        import json
+        entry = lambda kind, live: {"record": {"kind": kind}, "in_effect": live}  # noqa: E731
+        files = {"crash/0/history-before.json": json.dumps(
+                     {"entries": [entry(*e) for e in before]}).encode(),
+                 "crash/0/history.json": json.dumps(
+                     {"entries": [entry(*e) for e in after]}).encode()}
+        return Out(files, "crash")
+
+    def test_agreeing_histories(self):
+        self.assertEqual(_history_problems(self.out([], [("apply", True)]), 0, "apply", "new"),
+                         [])
+        self.assertEqual(_history_problems(self.out([], []), 0, "apply", "old"), [])
+        rolled = [("apply", False), ("rollback", True)]
+        self.assertEqual(_history_problems(self.out([("apply", True)], rolled), 0,
+                                           "rollback", "old"), [])
+
+    def test_disagreeing_histories(self):
+        self.assertTrue(_history_problems(self.out([], []), 0, "apply", "new"))
+        self.assertTrue(_history_problems(self.out([], [("apply", True)]), 0, "apply", "old"))
+        self.assertTrue(_history_problems(self.out([("apply", True)], [("apply", True)]), 0,
+                                          "rollback", "old"))
+
+
+class ProfileTest(unittest.TestCase):
+    """Test profiles carry a reason per key; numbers stay numbers."""
+
+    def test_yaml(self):
+        text = profile_yaml("p", "d", [("vm.swappiness", 17, "why"), ("x.y", "a b", "r")])
+        self.assertIn("  vm.swappiness:\n    value: 17\n    reason: \"why\"", text)
+        self.assertIn('value: "a b"', text)
+        self.assertTrue(same_value("4096\t87380", "4096 87380"))
+        self.assertFalse(same_value(None, "1"))
+
+
+if __name__ == "__main__":
+    unittest.main()
