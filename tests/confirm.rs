@@ -230,10 +230,22 @@ fn a_reboot_before_the_confirmation_reverts_too() {
     );
     let log = watcher_done(&sb, "\"reason\":\"rebooted\"");
     assert!(log.contains("\"reason\":\"rebooted\""), "{log}");
+    // A real reboot has already dropped the unpersisted value; the fake tree cannot, and shows
+    // that the revert wrote nothing (writing the pre-reboot value would be stale).
     assert_eq!(
         sb.fake_value("net.ipv4.tcp_fin_timeout"),
-        "60\n",
-        "a new boot id means the unconfirmed change is gone: recorded as rolled back"
+        "30\n",
+        "after a reboot the revert records the rollback and writes nothing"
+    );
+    let history = sb.run(&["history", "--format", "json"]).expect(0).json();
+    let last = &history["entries"][1]["record"];
+    assert_eq!(last["kind"], "rollback", "{history}");
+    assert_eq!(last["changes"], serde_json::json!([]), "{history}");
+    let status = sb.run(&["status", "--format", "json"]).expect(0).json();
+    assert_eq!(
+        status["drift"],
+        serde_json::json!([]),
+        "released keys are not drift: {status}"
     );
     let late = sb.run(&["confirm"]).expect(exit::STATE);
     assert!(
@@ -261,16 +273,20 @@ fn without_a_watcher_the_next_command_enforces_the_deadline() {
         .expect(0);
     let status = sb.run(&["status", "--format", "json"]).expect(0).json();
     let watcher = status["pending"]["change"]["watcher_pid"].as_u64().unwrap() as i32;
-    // The watcher dies too (as after a reboot, or an OOM kill): nothing enforces the deadline…
+    // The watcher dies too (an OOM kill, kill -9): status says so…
     let _ = nix::sys::signal::kill(Pid::from_raw(watcher), Signal::SIGKILL);
+    std::thread::sleep(Duration::from_millis(100));
+    let status = sb.run(&["status"]).expect(0).stdout;
+    assert!(status.contains("NOT running"), "{status}");
+    // …and once the deadline passed, any command (here `status`) reverts the change.
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(sb.fake_value("net.ipv4.tcp_fin_timeout"), "30\n");
     let status = sb.run(&["status"]).expect(0).stdout;
     assert!(
-        status.contains("is due for rollback (Deadline)"),
+        status.contains("was due (Deadline) and has just been rolled back"),
         "{status}"
     );
-    // …until the next apply, which rolls the expired change back before doing its own.
+    assert_eq!(sb.fake_value("net.ipv4.tcp_fin_timeout"), "60\n");
     sb.run(&["apply", second.to_str().unwrap()]).expect(0);
     assert_eq!(sb.fake_value("net.ipv4.tcp_fin_timeout"), "60\n");
     assert_eq!(sb.fake_value("net.ipv4.tcp_keepalive_time"), "600\n");

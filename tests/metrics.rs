@@ -251,7 +251,11 @@ fn metrics_follow_applies_rollbacks_drift_and_confirmations() {
         Some(1.0),
         "the confirmation's record"
     );
-    assert_eq!(m.value("sysprof_managed_keys"), 3.0);
+    assert_eq!(
+        m.value("sysprof_managed_keys"),
+        1.0,
+        "the first profile's keys were rolled back: only keepalive's key is held"
+    );
 }
 
 #[test]

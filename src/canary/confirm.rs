@@ -438,6 +438,10 @@ fn revert(
     p.reverting = Some(reason);
     save(&ctx.store, &p)?;
     let rolled = match found {
+        // After a reboot the kernel no longer holds the change: record that, write nothing.
+        Some((id, true)) if reason == Reason::Rebooted => {
+            Some(rollback::record_lost(ctx, lock, &id)?)
+        }
         Some((id, true)) => Some(rollback::rollback(ctx, lock, Some(&id), false)?),
         _ => None,
     };
@@ -446,6 +450,46 @@ fn revert(
         reason,
         rollback: rolled,
     })
+}
+
+/// Brings the state dir to rest before a command runs: reverts a pending change that is due
+/// (deadline passed, host rebooted, watching process gone), also when its watcher died, and
+/// (with `wait`, for commands that change things) finishes an interrupted change. With `wait`
+/// the lock is waited for like any change; without, a command that only reads skips this while
+/// another sysprof holds the lock (that one is acting). Returns what was enforced.
+pub fn settle(ctx: &Context, wait: bool) -> Result<Option<Enforced>> {
+    let unfinished = ctx.store.journal()?.is_some();
+    let pending = load(&ctx.store)?;
+    let boot = boot_id(&ctx.tree);
+    let due_now = pending
+        .as_ref()
+        .is_some_and(|p| due(p, ctx.env, boot.as_deref()).is_some());
+    // A command that only reads leaves an unfinished change for `status` to show and a mutating
+    // command to finish; a due pending change it reverts.
+    if !due_now && (!wait || !unfinished) {
+        return Ok(None);
+    }
+    let timeout = if wait {
+        ctx.lock_timeout
+    } else {
+        Duration::ZERO
+    };
+    let lock = match ctx.store.lock(timeout) {
+        Ok(lock) => lock,
+        Err(Error::Locked { .. }) if !wait => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    transaction::recover(ctx, &lock)?;
+    match pending {
+        Some(_) => enforce_locked(ctx, &lock, None, None, boot.as_deref()).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// `kernel.random.boot_id`, to tell a reboot from a deadline.
+pub fn boot_id(tree: &crate::kernel::SysctlTree) -> Option<String> {
+    let key = crate::profile::key::SysctlKey::parse("kernel.random.boot_id").ok()?;
+    tree.read_text(&key).ok().map(|t| t.trim().to_owned())
 }
 
 /// What [`confirm`] did.
@@ -463,16 +507,9 @@ pub fn confirm(ctx: &Context, boot_id: Option<&str>) -> Result<Confirmed> {
     transaction::recover(ctx, &lock)?;
     let p = load(&ctx.store)?
         .ok_or_else(|| Error::state("nothing awaits confirmation", Some("see `sysprof status`")))?;
-    if due(&p, ctx.env, boot_id).is_some() {
+    if let Some(reason) = due(&p, ctx.env, boot_id) {
         enforce_locked(ctx, &lock, Some(&p.token), None, boot_id)?;
-        return Err(Error::state(
-            format!(
-                "too late: the deadline for {} passed at {}; the change was rolled back",
-                p.profile.name,
-                p.deadline()
-            ),
-            Some("apply it again"),
-        ));
+        return Err(too_late(&p, reason));
     }
     let Some((id, live)) = target(ctx, &p)? else {
         return Err(Error::state(
@@ -493,6 +530,27 @@ pub fn confirm(ctx: &Context, boot_id: Option<&str>) -> Result<Confirmed> {
         pending: p,
         persisted,
     })
+}
+
+/// Why a confirmation came too late, in words.
+fn too_late(p: &Pending, reason: Reason) -> Error {
+    let name = &p.profile.name;
+    let message = match reason {
+        Reason::Deadline => format!(
+            "too late: the deadline for {name} passed at {}; the change was rolled back",
+            p.deadline()
+        ),
+        Reason::Rebooted => format!(
+            "too late: the host rebooted before {name} was confirmed, which undid the unpersisted change; it is recorded as rolled back and nothing was written"
+        ),
+        Reason::OwnerDied => format!(
+            "too late: the `apply --watch` that owned {name} died before its window ended; the change was rolled back"
+        ),
+        Reason::GateTripped => format!(
+            "too late: a health gate tripped while watching {name}; the change was rolled back"
+        ),
+    };
+    Error::state(message, Some("apply it again"))
 }
 
 /// Writes the sysctl.d file as a change repeating the applied key changes (their `before` is

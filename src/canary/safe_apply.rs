@@ -23,10 +23,8 @@ use crate::change::rollback::RolledBack;
 use crate::change::transaction::Committed;
 use crate::env::Launcher;
 use crate::error::{Error, Location, Result};
-use crate::kernel::SysctlTree;
 use crate::profile::Profile;
 use crate::profile::health::Gate;
-use crate::profile::key::SysctlKey;
 use crate::profile::rollout::Stage;
 
 /// How the detached deadline watcher is started.
@@ -377,11 +375,7 @@ pub fn refuse_if_pending(ctx: &Context) -> Result<()> {
     ))
 }
 
-/// `kernel.random.boot_id`, to tell a reboot from a deadline.
-pub fn boot_id(tree: &SysctlTree) -> Option<String> {
-    let key = SysctlKey::parse("kernel.random.boot_id").ok()?;
-    tree.read_text(&key).ok().map(|t| t.trim().to_owned())
-}
+pub use crate::canary::confirm::boot_id;
 
 fn launcher(ctx: &Context, kind: WatcherKind) -> Launcher {
     match kind {

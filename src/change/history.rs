@@ -4,11 +4,13 @@
 //! its target and the stack as it was then. An apply whose `restores` names an earlier apply
 //! (the persisting record `sysprof confirm` writes) takes that apply's place on the stack.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::change::context::Context;
 use crate::change::record::{Record, RecordKind};
 use crate::error::Result;
+use crate::profile::key::SysctlKey;
+use crate::profile::value::Value;
 
 /// One history entry with its verified record and whether it is in effect.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -43,7 +45,69 @@ pub struct History {
     pub damaged: Vec<Damaged>,
 }
 
+/// A key sysprof holds: set by an apply still in effect.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Managed {
+    /// The value sysprof wrote last.
+    pub value: Value,
+    /// The history entry that wrote it.
+    pub set_by: u64,
+    /// The value the key had before sysprof first set it (what releasing it restores).
+    pub original: Value,
+}
+
 impl History {
+    /// The keys sysprof holds now, replaying the history: an apply sets its keys (remembering
+    /// each key's value from before sysprof first set it); a rollback returns to the state from
+    /// before its target, so keys first set after the target are no longer held; the persisting
+    /// record of a confirmation takes the place of the apply it confirms.
+    pub fn managed(&self) -> BTreeMap<SysctlKey, Managed> {
+        let seq_of: HashMap<&str, u64> = self
+            .entries
+            .iter()
+            .map(|e| (e.id.as_str(), e.seq))
+            .collect();
+        let mut before: HashMap<u64, BTreeMap<SysctlKey, Managed>> = HashMap::new();
+        let mut state: BTreeMap<SysctlKey, Managed> = BTreeMap::new();
+        for entry in &self.entries {
+            let restores = entry
+                .record
+                .restores
+                .as_deref()
+                .and_then(|id| seq_of.get(id));
+            match (entry.record.kind, restores) {
+                (RecordKind::Rollback, Some(target)) => {
+                    before.insert(entry.seq, state.clone());
+                    state = before.get(target).cloned().unwrap_or_default();
+                    continue;
+                }
+                (RecordKind::Rollback, None) => continue,
+                (RecordKind::Apply, Some(confirmed)) => {
+                    let prior = before
+                        .get(confirmed)
+                        .cloned()
+                        .unwrap_or_else(|| state.clone());
+                    before.insert(entry.seq, prior);
+                }
+                (RecordKind::Apply, None) => {
+                    before.insert(entry.seq, state.clone());
+                }
+            }
+            for change in &entry.record.changes {
+                let original = state
+                    .get(&change.key)
+                    .map_or_else(|| change.before.clone(), |m| m.original.clone());
+                let held = Managed {
+                    value: change.after.clone(),
+                    set_by: entry.seq,
+                    original,
+                };
+                state.insert(change.key.clone(), held);
+            }
+        }
+        state
+    }
+
     /// The newest entry.
     pub fn last(&self) -> Option<&Entry> {
         self.entries.last()

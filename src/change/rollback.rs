@@ -72,6 +72,31 @@ pub fn rollback(
     })
 }
 
+/// Records that the change `id` is no longer in effect without writing anything: a reboot
+/// already dropped its unpersisted values, and writing the pre-apply values now would put stale
+/// run-time values into the fresh kernel.
+pub fn record_lost(ctx: &Context, lock: &StoreLock, id: &str) -> Result<RolledBack> {
+    let (id, record) = ctx.store.load(id)?;
+    let change = Change {
+        kind: RecordKind::Rollback,
+        profile: record.profile.clone(),
+        restores: Some(id.clone()),
+        keys: Vec::new(),
+        persist: None,
+    };
+    let Committed {
+        id: rid,
+        seq,
+        record,
+    } = transaction::execute(ctx, lock, change)?;
+    Ok(RolledBack {
+        target: id,
+        id: Some(rid),
+        seq: Some(seq),
+        record,
+    })
+}
+
 /// The entry to roll back: `to`, or the newest apply in effect.
 fn target<'e>(ctx: &Context, history: &'e History, to: Option<&str>) -> Result<&'e Entry> {
     let all = &history.entries;

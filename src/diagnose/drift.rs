@@ -1,13 +1,11 @@
 //! Drift: keys whose kernel value no longer matches what sysprof last wrote to them.
 //!
-//! The expected state is the history replayed in order: for every key any record changed, the
-//! value of the newest record that changed it (an apply's new value, a rollback's restored
-//! value). A key that reads differently now was changed by another writer since. This module
-//! reads the tree and never writes.
+//! The expected state is what the history leaves sysprof holding (`History::managed`): every key
+//! set by an apply still in effect, at the value written. A key that reads differently now was
+//! changed by another writer since. Keys a rollback released are no longer sysprof's. This
+//! module reads the tree and never writes.
 
-use std::collections::BTreeMap;
-
-use crate::change::history::Entry;
+use crate::change::history::History;
 use crate::kernel::SysctlTree;
 use crate::profile::key::SysctlKey;
 use crate::profile::value::Value;
@@ -25,29 +23,19 @@ pub struct Drift {
     pub set_by: u64,
 }
 
-/// Key → (value, seq) as the history leaves it.
-pub fn expected(entries: &[Entry]) -> BTreeMap<SysctlKey, (Value, u64)> {
-    let mut state = BTreeMap::new();
-    for entry in entries {
-        for change in &entry.record.changes {
-            state.insert(change.key.clone(), (change.after.clone(), entry.seq));
-        }
-    }
-    state
-}
-
-/// The keys whose current value differs from [`expected`].
-pub fn detect(tree: &SysctlTree, entries: &[Entry]) -> Vec<Drift> {
-    expected(entries)
+/// The keys sysprof holds whose current value differs from what it wrote.
+pub fn detect(tree: &SysctlTree, history: &History) -> Vec<Drift> {
+    history
+        .managed()
         .into_iter()
-        .filter_map(|(key, (expected, set_by))| {
+        .filter_map(|(key, held)| {
             let now = tree.read(&key).ok();
-            let same = now.as_ref().is_some_and(|n| n.same_as(&expected));
+            let same = now.as_ref().is_some_and(|n| n.same_as(&held.value));
             (!same).then_some(Drift {
                 key,
-                expected,
+                expected: held.value,
                 now,
-                set_by,
+                set_by: held.set_by,
             })
         })
         .collect()

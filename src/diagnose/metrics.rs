@@ -20,7 +20,7 @@ use crate::canary::health::{self, Check, GateStatus, Sources};
 use crate::canary::safe_apply::boot_id;
 use crate::canary::watcher;
 use crate::change::context::Context;
-use crate::change::history::{self, Entry};
+use crate::change::history::{self, Entry, History};
 use crate::change::record::{RecordKind, SHORT_ID};
 use crate::change::store;
 use crate::diagnose::drift;
@@ -144,7 +144,7 @@ pub fn collect(ctx: &Context, health: Option<&HealthInput>) -> Metrics {
             help,
             history.damaged.len() as f64,
         );
-        drift_metrics(&mut m, ctx, &history.entries);
+        drift_metrics(&mut m, ctx, history);
     }
     if let Some(journal) = &journal {
         let help = "1 while a change is unfinished (journal present): the next mutating command or `sysprof recover` finishes or undoes it.";
@@ -214,11 +214,11 @@ fn history_metrics(m: &mut Metrics, entries: &[Entry]) {
     );
 }
 
-fn drift_metrics(m: &mut Metrics, ctx: &Context, entries: &[Entry]) {
-    let help = "Keys sysprof has set (every key any recorded change wrote).";
-    let managed = drift::expected(entries).len();
+fn drift_metrics(m: &mut Metrics, ctx: &Context, history: &History) {
+    let help = "Keys sysprof holds (set by an apply still in effect).";
+    let managed = history.managed().len();
     m.one("sysprof_managed_keys", help, managed as f64);
-    let drifted = drift::detect(&ctx.tree, entries);
+    let drifted = drift::detect(&ctx.tree, history);
     let help =
         "Keys changed by another writer since sysprof last set them (or no longer readable).";
     m.one("sysprof_drift_keys", help, drifted.len() as f64);

@@ -11,7 +11,7 @@ use crate::error::{Result, exit};
 
 /// Shows the plan; with `--exit-code`, exit 2 when changes are pending.
 pub fn run(s: &Settings, path: &Path, exit_code: bool, out: &mut Output) -> Result<i32> {
-    let ctx = s.context()?;
+    let ctx = super::settled(s, false)?;
     let (profile, _) = checked_profile(s, &ctx.schema, &ctx.target, path, out)?;
     let plan = Plan::build(&profile, &ctx.tree);
     let boot_overrides = boot_overrides(s, &profile, out)?;

@@ -8,7 +8,7 @@ use crate::error::{Result, exit};
 
 /// Lists every recorded change, verifying each snapshot.
 pub fn run(s: &Settings, out: &mut Output) -> Result<i32> {
-    let ctx = s.context()?;
+    let ctx = super::settled(s, false)?;
     let history = history::entries(&ctx)?;
     if out.json() {
         out.emit(&serde_json::json!({ "ok": true, "entries": history.entries, "damaged": history.damaged }))?;

@@ -4,6 +4,8 @@
 use std::path::Path;
 
 use crate::adopt::boot::{self, Override};
+use crate::canary::confirm as pending;
+use crate::change::context::Context;
 use crate::change::persist::FILE_NAME;
 use crate::cli::flags::{Command, RolloutCommand};
 use crate::cli::output::Output;
@@ -110,6 +112,19 @@ fn rollout_dispatch(s: &Settings, command: &RolloutCommand, out: &mut Output) ->
         }) => k8s_check::run(s, files, allowed_unsafe, out),
         RolloutCommand::WatchDeadline { token } => watch_deadline::run(s, token, out),
     }
+}
+
+/// The context, with the state dir brought to rest first: an interrupted change finished and a
+/// due pending change reverted (`confirm::settle`). Commands that only read pass `wait: false`.
+pub fn settled(s: &Settings, wait: bool) -> Result<Context> {
+    settled_with(s, wait).map(|(ctx, _)| ctx)
+}
+
+/// [`settled`], also returning what was enforced (for `status` to say so).
+pub fn settled_with(s: &Settings, wait: bool) -> Result<(Context, Option<pending::Enforced>)> {
+    let ctx = s.context()?;
+    let enforced = pending::settle(&ctx, wait)?;
+    Ok((ctx, enforced))
 }
 
 /// Loads and validates a profile, rendering its warnings and errors (human mode) on stderr.

@@ -1,5 +1,6 @@
 //! `sysprof rollback [--to ID]`.
 
+use crate::canary::confirm;
 use crate::change::record::SHORT_ID;
 use crate::change::rollback;
 use crate::cli::output::Output;
@@ -9,9 +10,14 @@ use crate::error::{Result, exit};
 
 /// Restores the state before the last apply in effect (or before `--to ID`).
 pub fn run(s: &Settings, to: Option<&str>, dry_run: bool, out: &mut Output) -> Result<i32> {
-    let ctx = s.context()?;
+    let ctx = super::settled(s, true)?;
     let lock = ctx.store.lock(ctx.lock_timeout)?;
     let done = rollback::rollback(&ctx, &lock, to, dry_run)?;
+    if !dry_run {
+        // Undoing a change that awaited confirmation ends its pending record too.
+        let boot = confirm::boot_id(&ctx.tree);
+        confirm::enforce_locked(&ctx, &lock, None, None, boot.as_deref())?;
+    }
     drop(lock);
     if out.json() {
         out.emit(&serde_json::json!({ "ok": true, "dry_run": dry_run, "rollback": done }))?;

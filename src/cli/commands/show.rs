@@ -8,7 +8,7 @@ use crate::error::{Result, exit};
 
 /// Prints one verified snapshot.
 pub fn run(s: &Settings, id: &str, out: &mut Output) -> Result<i32> {
-    let ctx = s.context()?;
+    let ctx = super::settled(s, false)?;
     let (id, record) = ctx.store.load(id)?;
     if out.json() {
         out.emit(&serde_json::json!({ "ok": true, "id": id, "record": record }))?;

@@ -1,7 +1,7 @@
 //! `sysprof status`: unfinished change, pending confirmation, lock holder, last change, and
 //! drift: keys another writer changed since sysprof last set them.
 
-use crate::canary::confirm::{self, Pending};
+use crate::canary::confirm::{self, Enforced, Pending};
 use crate::canary::safe_apply::boot_id;
 use crate::canary::watcher;
 use crate::change::context::Context;
@@ -16,7 +16,7 @@ use crate::error::{Result, exit};
 
 /// Reports the store's state without taking the lock.
 pub fn run(s: &Settings, out: &mut Output) -> Result<i32> {
-    let ctx = s.context()?;
+    let (ctx, enforced) = super::settled_with(s, false)?;
     let journal = ctx.store.journal()?;
     let holder = ctx
         .store
@@ -25,14 +25,18 @@ pub fn run(s: &Settings, out: &mut Output) -> Result<i32> {
     let history = history::entries(&ctx)?;
     let last = history.last();
     // Every key sysprof ever wrote, at the value it last wrote (not just the last change).
-    let drift = drift::detect(&ctx.tree, &history.entries);
+    let drift = drift::detect(&ctx.tree, &history);
     let pending = confirm::load(&ctx.store)?;
     let (pending_json, pending_line) = pending_status(&ctx, pending.as_ref());
     if out.json() {
-        out.emit(&serde_json::json!({ "ok": true, "state_dir": ctx.store.dir(), "unfinished": journal, "lock_holder": holder, "last": last, "damaged": history.damaged, "drift": drift, "pending": pending_json }))?;
+        out.emit(&serde_json::json!({ "ok": true, "state_dir": ctx.store.dir(), "unfinished": journal, "lock_holder": holder, "last": last, "damaged": history.damaged, "drift": drift, "pending": pending_json, "enforced": enforced }))?;
         return Ok(exit::OK);
     }
     let mut lines = lines(&ctx, journal.as_ref(), pending_line, holder, last, &drift);
+    if let Some(Enforced::Reverted { reason, .. }) = &enforced {
+        let text = format!("a pending change was due ({reason:?}) and has just been rolled back");
+        lines.insert(1, text);
+    }
     lines.extend(history.damaged.iter().map(|d| {
         format!("DAMAGED history entry #{} ({}): {}; `sysprof history` lists it, rollback past it is refused", d.seq, &d.id[..SHORT_ID.min(d.id.len())], d.why)
     }));
@@ -101,7 +105,9 @@ fn pending_status(ctx: &Context, p: Option<&Pending>) -> (serde_json::Value, Opt
     let watcher = match p.watcher_pid {
         Some(pid) if watcher_alive => format!("pid {pid}, running"),
         Some(pid) => {
-            format!("pid {pid}, NOT running: the next apply or confirm enforces the deadline")
+            format!(
+                "pid {pid}, NOT running: any sysprof command (or `sysprof recover`) reverts the change once it is due"
+            )
         }
         None => "run by systemd".into(),
     };
