@@ -27,6 +27,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use common::{Netns, bin, repo};
+use sysprof::error::exit;
 use traffic::Burst;
 
 /// What pip installs: recent enough for Python 3.11–3.13, pinned below the next major change.
@@ -274,6 +275,29 @@ fn recap(log: &str, host: &str) -> HashMap<String, u32> {
 }
 
 #[test]
+fn the_module_knows_every_exit_code_as_the_readme_states_it() {
+    let module =
+        std::fs::read_to_string(repo().join(COLLECTION).join("plugins/modules/profile.py"))
+            .unwrap();
+    let table: Vec<(i32, String)> = module
+        .lines()
+        .skip_while(|l| !l.starts_with("EXIT_MEANINGS = {"))
+        .skip(1)
+        .take_while(|l| *l != "}")
+        .map(|l| {
+            let (code, text) = l.trim().split_once(": ").unwrap();
+            let text = text.trim_end_matches(',').trim_matches('"');
+            (code.parse().unwrap(), text.to_owned())
+        })
+        .collect();
+    let expected: Vec<(i32, String)> = exit::TABLE
+        .iter()
+        .map(|(c, t)| (*c, (*t).to_owned()))
+        .collect();
+    assert_eq!(table, expected);
+}
+
+#[test]
 fn the_module_documents_itself_and_the_collection_builds() {
     let Some(venv) = ansible_venv() else { return };
     let dir = tempfile::tempdir().unwrap();
@@ -503,7 +527,7 @@ fn a_tripped_canary_rolls_itself_back_and_stops_the_rollout() {
     let (out, log) = fleet.play(&venv, "rollout.yml", &["-e", "sysprof_watch=20s"]);
     assert!(!out.status.success(), "the play fails at the canary\n{log}");
     assert!(
-        log.contains("sysprof apply failed with exit 8 (a health gate tripped; the change was rolled back): health gate tripped: TcpExt.ListenOverflows rose by"),
+        log.contains("sysprof apply failed with exit 8 [a health gate tripped (apply --watch rolled the change back)]: health gate tripped: TcpExt.ListenOverflows rose by"),
         "the module names the exit code, its meaning and the gate\n{log}"
     );
     assert!(

@@ -211,7 +211,7 @@ exit_meaning:
   description: What the exit code means (README "Exit codes").
   returned: always
   type: str
-  sample: success
+  sample: success (diff: nothing to change)
 sysprof:
   description: The JSON document sysprof printed, unchanged.
   returned: on success
@@ -225,18 +225,18 @@ import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
-# README "Exit codes"; kept in step with sysprof's error::exit::TABLE.
+# README "Exit codes", word for word (tests/ansible.rs keeps this in step with sysprof's table).
 EXIT_MEANINGS = {
-    0: "success",
+    0: "success (diff: nothing to change)",
     1: "unexpected failure",
-    2: "changes are pending",
-    3: "invalid profile, key or value; nothing was changed",
+    2: "diff --exit-code: changes are pending",
+    3: "invalid profile, key or value (nothing was changed)",
     4: "the kernel refused a write; all keys restored",
     5: "a write failed and restoring failed too: check the host",
     6: "state store: lock busy, snapshot missing or corrupt, nothing to roll back",
     7: "sysctl root, network namespace or permissions unusable",
-    8: "a health gate tripped; the change was rolled back",
-    9: "this host is not in the stage; nothing was changed",
+    8: "a health gate tripped (apply --watch rolled the change back)",
+    9: "apply --stage: this host is not in the stage (nothing was changed)",
     64: "command-line usage error",
 }
 
@@ -309,7 +309,7 @@ class Sysprof(object):
 def fail(module, rc, doc, err, what, **extra):
     """Fails the task with sysprof's message, its help line and the exit code's meaning."""
     text = (doc or {}).get("error") or err.strip() or "no output"
-    msg = "sysprof %s failed with exit %d (%s): %s" % (what, rc, meaning(rc), text)
+    msg = "sysprof %s failed with exit %d [%s]: %s" % (what, rc, meaning(rc), text)
     help_line = (doc or {}).get("help")
     if help_line:
         msg += "; help: %s" % help_line
@@ -341,7 +341,7 @@ def invalid(module, sp, rc, doc, err, what):
     if not findings:
         fail(module, rc, doc, err, what)
     errors = [f for f in findings if f["severity"] == "error"] or findings
-    msg = "sysprof %s failed with exit %d (%s): %s" % (
+    msg = "sysprof %s failed with exit %d [%s]: %s" % (
         what,
         rc,
         meaning(rc),
@@ -410,7 +410,7 @@ def tripped(module, rc, doc, err):
         )
     else:
         restored = "%s: the change had already been undone" % doc.get("profile")
-    msg = "sysprof apply failed with exit %d (%s): health gate tripped: %s; %s" % (
+    msg = "sysprof apply failed with exit %d [%s]: health gate tripped: %s; %s" % (
         rc,
         meaning(rc),
         "; ".join(checks),
