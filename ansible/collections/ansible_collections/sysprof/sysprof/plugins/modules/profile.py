@@ -211,7 +211,7 @@ exit_meaning:
   description: What the exit code means (README "Exit codes").
   returned: always
   type: str
-  sample: success (diff: nothing to change)
+  sample: "success (diff: nothing to change)"
 sysprof:
   description: The JSON document sysprof printed, unchanged.
   returned: on success
