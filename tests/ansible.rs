@@ -13,7 +13,10 @@
 //! - A tripped canary: real loopback traffic in the canary's namespace (a listener with backlog
 //!   1 that never accepts, and a burst of connects) raises TcpExt.ListenOverflows while the
 //!   watched apply runs; sysprof rolls the canary back, the module fails the task naming the
-//!   gate, and `max_fail_percentage: 0` stops the play: no other host is ever touched.
+//!   gate, and `max_fail_percentage: 0` stops the play: no other host is ever touched. Then,
+//!   ad hoc on an untouched host: outside a rollout stage the task is `ok` (sysprof exit 9);
+//!   inside, `confirm_within` applies without persisting; `state: rolled_back` undoes that, and
+//!   again reports nothing in effect.
 //!
 //! Without network access to PyPI the test fails under SYSPROF_REQUIRE_NETNS=1 (CI), and says
 //! loudly that it did not run otherwise.
@@ -246,6 +249,43 @@ impl Fleet {
             .iter()
             .map(|e| e["record"]["kind"].as_str().unwrap().to_owned())
             .collect()
+    }
+
+    /// Runs the module once on `host` (ad hoc) with `args` plus the host's binary, namespace
+    /// and directories; returns the task result.
+    fn adhoc(&self, venv: &Path, host: usize, args: serde_json::Value) -> serde_json::Value {
+        let (name, ns) = &self.hosts[host];
+        let mut args = args;
+        args["binary"] = bin().display().to_string().into();
+        args["netns"] = ns.name.clone().into();
+        args["state_dir"] = self
+            .host_dir(name)
+            .join("state")
+            .display()
+            .to_string()
+            .into();
+        args["sysctl_d"] = self
+            .host_dir(name)
+            .join("sysctl.d")
+            .display()
+            .to_string()
+            .into();
+        let out = ansible(venv, "ansible", self.dir.path())
+            .arg("-i")
+            .arg(self.inventory(venv))
+            .arg(name)
+            .args(["-m", "sysprof.sysprof.profile", "-a"])
+            .arg(args.to_string())
+            .env("TMPDIR", self.dir.path().join("tmp"))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        println!("---- ansible {name} -m sysprof.sysprof.profile -a {args} ----\n{stdout}");
+        // `NAME | STATUS => {…}`
+        let (_, result) = stdout
+            .split_once(" => ")
+            .unwrap_or_else(|| panic!("{}", log_of(&out)));
+        serde_json::from_str(result.trim()).unwrap()
     }
 
     /// Leftovers of check mode's scratch directories (the module's and the playbook's).
@@ -556,4 +596,52 @@ fn a_tripped_canary_rolls_itself_back_and_stops_the_rollout() {
             "{name} is not even in the recap"
         );
     }
+
+    // The module's other paths, ad hoc on an untouched host (in parallel with the long test):
+    // outside a stage is `ok`; inside, confirm-or-revert; rolled back, then nothing in effect.
+    let staged = fleet.dir.path().join("src/staged.yaml");
+    std::fs::write(
+        &staged,
+        format!("version: 1\nname: staged\nextends: [{PROFILE}]\nrollout:\n  stages: [{{name: nobody, percent: 0.001}}, {{name: everyone, percent: 100}}]\n"),
+    )
+    .unwrap();
+    let path = staged.display().to_string();
+    let web2 = &fleet.hosts[1].1;
+    let outside = fleet.adhoc(
+        &venv,
+        1,
+        serde_json::json!({"path": path, "stage": "nobody", "host_id": "web2"}),
+    );
+    assert_eq!(outside["outcome"], "not_in_stage", "{outside}");
+    assert_eq!(outside["changed"], false);
+    assert_eq!(outside["stage"]["in_stage"], false);
+    assert_eq!(fleet.values(web2), before[1]);
+    let pending = fleet.adhoc(
+        &venv,
+        1,
+        serde_json::json!({"path": path, "stage": "everyone", "host_id": "web2", "confirm_within": "30s"}),
+    );
+    assert_eq!(pending["outcome"], "awaiting_confirmation", "{pending}");
+    assert_eq!(pending["changed"], true);
+    assert_eq!(pending["changes"].as_array().unwrap().len(), 13);
+    assert_eq!(fleet.values(web2), applied());
+    assert!(
+        !fleet.persisted("web2").exists(),
+        "not persisted before `confirm`"
+    );
+    let undone = fleet.adhoc(
+        &venv,
+        1,
+        serde_json::json!({"path": path, "state": "rolled_back"}),
+    );
+    assert_eq!(undone["outcome"], "rolled_back", "{undone}");
+    assert_eq!(undone["changed"], true);
+    assert_eq!(fleet.values(web2), before[1]);
+    let again = fleet.adhoc(
+        &venv,
+        1,
+        serde_json::json!({"path": path, "state": "rolled_back"}),
+    );
+    assert_eq!(again["outcome"], "nothing_in_effect", "{again}");
+    assert_eq!(again["changed"], false);
 }
