@@ -16,7 +16,7 @@
 //!   gate, and `max_fail_percentage: 0` stops the play: no other host is ever touched. Then,
 //!   ad hoc on an untouched host: outside a rollout stage the task is `ok` (sysprof exit 9);
 //!   inside, `confirm_within` applies without persisting; `state: rolled_back` undoes that, and
-//!   again reports nothing in effect.
+//!   again reports nothing in effect; an invalid profile fails naming its findings' rule ids.
 //!
 //! Without network access to PyPI the test fails under SYSPROF_REQUIRE_NETNS=1 (CI), and says
 //! loudly that it did not run otherwise.
@@ -281,11 +281,13 @@ impl Fleet {
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         println!("---- ansible {name} -m sysprof.sysprof.profile -a {args} ----\n{stdout}");
-        // `NAME | STATUS => {…}`
-        let (_, result) = stdout
+        // `NAME | STATUS => {…}`; the status (SUCCESS, CHANGED, FAILED!) goes in as `status`.
+        let (head, result) = stdout
             .split_once(" => ")
             .unwrap_or_else(|| panic!("{}", log_of(&out)));
-        serde_json::from_str(result.trim()).unwrap()
+        let mut result: serde_json::Value = serde_json::from_str(result.trim()).unwrap();
+        result["status"] = head.rsplit("| ").next().unwrap().into();
+        result
     }
 
     /// Leftovers of check mode's scratch directories (the module's and the playbook's).
@@ -614,6 +616,7 @@ fn a_tripped_canary_rolls_itself_back_and_stops_the_rollout() {
     );
     assert_eq!(outside["outcome"], "not_in_stage", "{outside}");
     assert_eq!(outside["changed"], false);
+    assert_eq!(outside["status"], "SUCCESS", "exit 9 is not a failure");
     assert_eq!(outside["stage"]["in_stage"], false);
     assert_eq!(fleet.values(web2), before[1]);
     let pending = fleet.adhoc(
@@ -644,4 +647,32 @@ fn a_tripped_canary_rolls_itself_back_and_stops_the_rollout() {
     );
     assert_eq!(again["outcome"], "nothing_in_effect", "{again}");
     assert_eq!(again["changed"], false);
+
+    // An invalid profile fails naming every finding by rule id and place.
+    let invalid = fleet.dir.path().join("src/invalid.yaml");
+    std::fs::write(
+        &invalid,
+        "version: 1\nname: invalid\ncontext: {nat: true}\nsysctls:\n  net.ipv4.tcp_timestamps: 0\n  vm.swappiness: 10\n",
+    )
+    .unwrap();
+    let refused = fleet.adhoc(
+        &venv,
+        2,
+        serde_json::json!({"path": invalid.display().to_string()}),
+    );
+    let msg = refused["msg"].as_str().unwrap();
+    assert_eq!(refused["status"], "FAILED!", "{refused}");
+    assert!(
+        msg.starts_with("sysprof apply failed with exit 3 [invalid profile, key or value (nothing was changed)]: error[not-writable-in-netns] vm.swappiness: ")
+            && msg.contains(&format!("at {}:6:3", invalid.display())),
+        "{msg}"
+    );
+    let rules: Vec<&str> = refused["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["rule"].as_str().unwrap())
+        .collect();
+    assert_eq!(rules, ["timestamps-off", "not-writable-in-netns"]);
+    assert_eq!(fleet.values(&fleet.hosts[2].1), before[2]);
 }
