@@ -12,6 +12,8 @@ import os
 import statistics
 import sys
 
+import sockets_report  # bench/sockets_report.py: the sockets-at-scale section (issue 16)
+
 RSS_LIMIT_KIB = 4096
 
 # id -> label shown in the tables
@@ -194,6 +196,9 @@ def main():
         None if v is None else v < 0.005,
         fmt(v),
     )
+
+    print()
+    sockets_report.report(*sockets_report.load(directory)[:2], meta, target)
 
     print()
     print("peak RSS (wait4 ru_maxrss of the measured process tree, median over its runs)")

@@ -22,6 +22,7 @@ pub mod cli;
 pub mod diagnose;
 pub mod env;
 pub mod error;
+pub mod files;
 pub mod kernel;
 pub mod profile;
 pub mod schema;

@@ -214,7 +214,10 @@ fn a_reboot_before_the_confirmation_reverts_too() {
             "1b6f6a2e-0000-4000-8000-000000000001",
         ),
     ]);
-    let p = sb.file("p.yaml", "sysctls:\n  net.ipv4.tcp_fin_timeout: 30\n");
+    let p = sb.file(
+        "p.yaml",
+        "version: 1\nsysctls:\n  net.ipv4.tcp_fin_timeout: 30\n",
+    );
     sb.run(&["apply", p.to_str().unwrap(), "--confirm-within", "120s"])
         .expect(0);
     assert_eq!(sb.fake_value("net.ipv4.tcp_fin_timeout"), "30\n");
@@ -246,8 +249,14 @@ fn without_a_watcher_the_next_command_enforces_the_deadline() {
         ("net.ipv4.tcp_fin_timeout", "60"),
         ("net.ipv4.tcp_keepalive_time", "7200"),
     ]);
-    let first = sb.file("a.yaml", "sysctls:\n  net.ipv4.tcp_fin_timeout: 30\n");
-    let second = sb.file("b.yaml", "sysctls:\n  net.ipv4.tcp_keepalive_time: 600\n");
+    let first = sb.file(
+        "a.yaml",
+        "version: 1\nsysctls:\n  net.ipv4.tcp_fin_timeout: 30\n",
+    );
+    let second = sb.file(
+        "b.yaml",
+        "version: 1\nsysctls:\n  net.ipv4.tcp_keepalive_time: 600\n",
+    );
     sb.run(&["apply", first.to_str().unwrap(), "--confirm-within", "1s"])
         .expect(0);
     let status = sb.run(&["status", "--format", "json"]).expect(0).json();
@@ -281,7 +290,7 @@ fn a_healthy_watch_can_hand_over_to_a_person() {
     let net = sb.dir.path().join("net");
     std::fs::create_dir_all(&net).unwrap();
     std::fs::write(net.join("netstat"), "TcpExt: ListenOverflows\nTcpExt: 0\n").unwrap();
-    let p = sb.file("p.yaml", "sysctls:\n  net.ipv4.tcp_fin_timeout: 30\nhealth:\n  gates:\n    TcpExt.ListenOverflows: {max_increase: 0}\n");
+    let p = sb.file("p.yaml", "version: 1\nsysctls:\n  net.ipv4.tcp_fin_timeout: 30\nhealth:\n  gates:\n    TcpExt.ListenOverflows: {max_increase: 0}\n");
     let args = [
         "apply",
         p.to_str().unwrap(),

@@ -162,13 +162,13 @@ fn the_json_schema_accepts_the_shipped_profiles_and_rejects_typos() {
     let shipped = docs.len();
     for bad in [
         "sysctl:\n  net.ipv4.tcp_fin_timeout: 30\n",
-        "sysctls:\n  net.ipv4.tcp_fin_timeout: {value: 30, why: x}\n",
-        "sysctls:\n  net.ipv4.tcp_fin_timeout: {reason: no value}\n",
-        "sysctls:\n  net.ipv4.tcp_fin_timeout: true\n",
-        "context:\n  nat: yes please\n",
-        "context:\n  natt: true\n",
+        "version: 1\nsysctls:\n  net.ipv4.tcp_fin_timeout: {value: 30, why: x}\n",
+        "version: 1\nsysctls:\n  net.ipv4.tcp_fin_timeout: {reason: no value}\n",
+        "version: 1\nsysctls:\n  net.ipv4.tcp_fin_timeout: true\n",
+        "version: 1\ncontext:\n  nat: yes please\n",
+        "version: 1\ncontext:\n  natt: true\n",
         "version: 2\n",
-        "sysctls:\n  ../etc/passwd: 1\n",
+        "version: 1\nsysctls:\n  ../etc/passwd: 1\n",
     ] {
         docs.push(("bad", bad.to_owned()));
     }

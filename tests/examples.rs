@@ -141,7 +141,7 @@ fn the_pod_example_holds_what_pod_sysctls_renders() {
 
     let node_keys = sb.file(
         "node.yaml",
-        "sysctls:\n  vm.swappiness: 10\n  net.ipv4.tcp_fin_timeout: 30\n",
+        "version: 1\nsysctls:\n  vm.swappiness: 10\n  net.ipv4.tcp_fin_timeout: 30\n",
     );
     let run = sb
         .run(&["k8s", "pod-sysctls", node_keys.to_str().unwrap()])

@@ -238,7 +238,7 @@ fn a_fake_proc_net_trips_with_exact_figures() {
     std::fs::create_dir_all(&net).unwrap();
     let netstat = |n: u32| format!("TcpExt: ListenOverflows PAWSEstab\nTcpExt: {n} 0\n");
     std::fs::write(net.join("netstat"), netstat(7)).unwrap();
-    let p = sb.file("p.yaml", "sysctls:\n  net.ipv4.tcp_fin_timeout: 30\nhealth:\n  interval: 100ms\n  gates:\n    TcpExt.ListenOverflows: {max_increase: 2}\n");
+    let p = sb.file("p.yaml", "version: 1\nsysctls:\n  net.ipv4.tcp_fin_timeout: 30\nhealth:\n  interval: 100ms\n  gates:\n    TcpExt.ListenOverflows: {max_increase: 2}\n");
     let net_arg = net.to_str().unwrap().to_owned();
     let bump = {
         let path = net.join("netstat");
@@ -304,7 +304,10 @@ fn a_fake_proc_net_trips_with_exact_figures() {
 #[test]
 fn gates_need_a_source_and_sane_sections() {
     let sb = Sandbox::fake(&[("net.ipv4.tcp_fin_timeout", "60")]);
-    let bare = sb.file("bare.yaml", "sysctls:\n  net.ipv4.tcp_fin_timeout: 30\n");
+    let bare = sb.file(
+        "bare.yaml",
+        "version: 1\nsysctls:\n  net.ipv4.tcp_fin_timeout: 30\n",
+    );
     let run = sb
         .run(&["apply", bare.to_str().unwrap(), "--watch", "1s"])
         .expect(exit::INVALID_INPUT);
@@ -321,13 +324,13 @@ fn gates_need_a_source_and_sane_sections() {
 
     let typo = sb.file(
         "typo.yaml",
-        "sysctls: {}\nhealth:\n  gates:\n    TcpExt.ListenOverflows: {max_increse: 0}\n",
+        "version: 1\nsysctls: {}\nhealth:\n  gates:\n    TcpExt.ListenOverflows: {max_increse: 0}\n",
     );
     let run = sb
         .run(&["validate", typo.to_str().unwrap()])
         .expect(exit::INVALID_INPUT);
     assert!(
-        run.stderr.contains("typo.yaml:4:30") && run.stderr.contains("did you mean `max_increase`"),
+        run.stderr.contains("typo.yaml:5:30") && run.stderr.contains("did you mean `max_increase`"),
         "{}",
         run.stderr
     );

@@ -406,7 +406,7 @@ fn diff_and_apply_warn_when_a_later_boot_file_overrides_a_key() {
     std::fs::write(boot.join("etc/sysctl.conf"), "-net.core.somaxconn\n").unwrap();
     let p = sb.file(
         "p.yaml",
-        "sysctls:\n  net.ipv4.tcp_fin_timeout: 30\n  net.core.somaxconn: 8192\n",
+        "version: 1\nsysctls:\n  net.ipv4.tcp_fin_timeout: 30\n  net.core.somaxconn: 8192\n",
     );
     let (p, boot) = (p.to_str().unwrap(), boot.to_str().unwrap());
 
@@ -446,8 +446,14 @@ fn status_names_keys_another_writer_changed_since_the_last_apply() {
         ("net.core.somaxconn", "4096"),
         ("net.ipv4.tcp_keepalive_time", "7200"),
     ]);
-    let first = sb.file("a.yaml", "sysctls:\n  net.ipv4.tcp_fin_timeout: 30\n");
-    let second = sb.file("b.yaml", "sysctls:\n  net.core.somaxconn: 8192\n");
+    let first = sb.file(
+        "a.yaml",
+        "version: 1\nsysctls:\n  net.ipv4.tcp_fin_timeout: 30\n",
+    );
+    let second = sb.file(
+        "b.yaml",
+        "version: 1\nsysctls:\n  net.core.somaxconn: 8192\n",
+    );
     sb.run(&["apply", first.to_str().unwrap()]).expect(0);
     sb.run(&["apply", second.to_str().unwrap()]).expect(0);
     let clean = sb.run(&["status", "--format", "json"]).expect(0).json();

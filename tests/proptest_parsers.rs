@@ -253,7 +253,7 @@ proptest! {
 
     #[test]
     fn yaml_like_profiles_load_or_fail_cleanly(child in yaml_text()) {
-        invariants::check_profile(&child, "sysctls: {}\n");
+        invariants::check_profile(&child, "version: 1\nsysctls: {}\n");
     }
 }
 
@@ -390,5 +390,8 @@ fn lone_carriage_returns_are_yaml_line_breaks() {
     };
     assert_eq!(entries[1].0.mark.line, 4);
     invariants::check_yaml("# c\r\r\r\r\r\r\r\r 004)\n# x\n");
-    invariants::check_profile("# c\r\r\r\r\r\r\r\r\r\r\rsysctls: [\n", "sysctls: {}\n");
+    invariants::check_profile(
+        "# c\r\r\r\r\r\r\r\r\r\r\rsysctls: [\n",
+        "version: 1\nsysctls: {}\n",
+    );
 }

@@ -144,7 +144,7 @@ fn the_plan_shows_stages_and_hosts() {
         "{}",
         run.stderr
     );
-    let none = sb.file("none.yaml", "sysctls: {}\n");
+    let none = sb.file("none.yaml", "version: 1\nsysctls: {}\n");
     let run = sb
         .run(&[
             "rollout",
@@ -255,7 +255,7 @@ fn a_stage_watch_time_makes_apply_watch() {
     let net = sb.dir.path().join("net");
     std::fs::create_dir_all(&net).unwrap();
     std::fs::write(net.join("netstat"), "TcpExt: ListenOverflows\nTcpExt: 0\n").unwrap();
-    let p = sb.file("w.yaml", "sysctls:\n  net.ipv4.tcp_fin_timeout: 30\nhealth:\n  gates:\n    TcpExt.ListenOverflows: {max_increase: 0}\nrollout:\n  stages:\n    - {name: all, percent: 100, watch: 1s}\n");
+    let p = sb.file("w.yaml", "version: 1\nsysctls:\n  net.ipv4.tcp_fin_timeout: 30\nhealth:\n  gates:\n    TcpExt.ListenOverflows: {max_increase: 0}\nrollout:\n  stages:\n    - {name: all, percent: 100, watch: 1s}\n");
     let run = sb.run(&[
         "apply",
         p.to_str().unwrap(),

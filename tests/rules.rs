@@ -286,6 +286,13 @@ const CASES: &[Case] = &[
         miss: p(NONE, &[], &["net.ipv4.tcp_syn_retries: 127"]),
     },
     Case {
+        rule: "negative-value",
+        severity: Error,
+        at: "net.ipv4.tcp_fin_timeout",
+        hit: p(NONE, &[], &["net.ipv4.tcp_fin_timeout: -1"]),
+        miss: p(NONE, &[], &["net.ipv4.tcp_fin_timeout: 1"]),
+    },
+    Case {
         rule: "recommended-bounds",
         severity: Warning,
         at: "net.ipv4.tcp_retries2",

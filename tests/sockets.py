@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Produces one TCP failure mode with real sockets, for tests/doctor.rs.
+"""Produces one TCP failure mode with real sockets, for tests/doctor.rs (and, with `mix`, a table
+of several states at once for tests/socket_census.rs).
 
 Run inside a throwaway network namespace (`ip netns exec NS python3 tests/sockets.py MODE`).
 Only 127.0.0.1 and 10.99.0.0/24 (a veth inside the namespace) are used; every loop is bounded.
@@ -24,7 +25,7 @@ def hold():
 
 
 def listen(addr, port, backlog):
-    s = socket.socket()
+    s = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind((addr, port))
     s.listen(backlog)
@@ -53,29 +54,83 @@ def serve_until_eof(server, count):
         conn.close()
 
 
-def time_wait(count=80, port=9001):
-    """Many short connections to one destination, closed by the client first."""
-    server = listen("127.0.0.1", port, 128)
+def short_connections(addr, port, count):
+    """`count` connections to one destination, each closed by the client first (so the client
+    side ends in TIME_WAIT and the listener stays open)."""
+    server = listen(addr, port, 128)
     t = threading.Thread(target=serve_until_eof, args=(server, count), daemon=True)
     t.start()
     for _ in range(count):
-        c = socket.create_connection(("127.0.0.1", port))
+        c = socket.create_connection((addr, port))
         c.close()
     t.join(10)
+    return server
+
+
+def time_wait(count=80, port=9001):
+    """Many short connections to one destination, closed by the client first."""
+    server = short_connections("127.0.0.1", port, count)
     time.sleep(0.3)
     hold()
+    del server
 
 
-def half_closed(count=40, port=9002):
-    """The client closes, the server never does: CLOSE_WAIT on the server, FIN_WAIT2 on the client."""
+def half_closed_pairs(port, count):
+    """`count` connections the client half-closes and the server never closes."""
     server = listen("127.0.0.1", port, 128)
-    kept = []
+    kept = [server]
     for _ in range(count):
         c = socket.create_connection(("127.0.0.1", port))
         conn, _ = server.accept()
         c.shutdown(socket.SHUT_WR)
         kept += [c, conn]
+    return kept
+
+
+def half_closed(count=40, port=9002):
+    """The client closes, the server never does: CLOSE_WAIT on the server, FIN_WAIT2 on the client."""
+    kept = half_closed_pairs(port, count)
     time.sleep(0.3)
+    hold()
+    del kept
+
+
+def established(addr, port, count):
+    """`count` connections accepted and held open: ESTABLISHED at both ends."""
+    server = listen(addr, port, 128)
+    kept = [server]
+    for _ in range(count):
+        c = socket.create_connection((addr, port))
+        conn, _ = server.accept()
+        kept += [c, conn]
+    return kept
+
+
+def full_queue(port, backlog, extra):
+    """A listener that never accepts, holding backlog + 1 completed connections (a full accept
+    queue), and `extra` clients whose SYNs the full queue drops (they stay in SYN_SENT)."""
+    server = listen("127.0.0.1", port, backlog)
+    clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(backlog + 1)]
+    for _ in range(extra):
+        c = socket.socket()
+        c.setblocking(False)
+        c.connect_ex(("127.0.0.1", port))
+        clients.append(c)
+    return [server] + clients
+
+
+def mix():
+    """Several states at once, IPv4 and IPv6, each count distinct: a full accept queue on 9000
+    (3 waiting, 2 in SYN_SENT), 30 TIME_WAIT toward 127.0.0.1:9001, 40 CLOSE_WAIT / FIN_WAIT2
+    pairs on 9002, 7 ESTABLISHED pairs on 9003 and 5 on [::1]:9004, 11 TIME_WAIT toward
+    [::1]:9005."""
+    kept = full_queue(9000, 2, 2)
+    kept.append(short_connections("127.0.0.1", 9001, 30))
+    kept += half_closed_pairs(9002, 40)
+    kept += established("127.0.0.1", 9003, 7)
+    kept += established("::1", 9004, 5)
+    kept.append(short_connections("::1", 9005, 11))
+    time.sleep(0.5)
     hold()
     del kept
 
@@ -178,6 +233,7 @@ MODES = {
     "half-closed": half_closed,
     "syn-flood": syn_flood,
     "paws": paws,
+    "mix": mix,
 }
 
 if __name__ == "__main__":

@@ -123,11 +123,11 @@ fn stacked_applies_roll_back_one_at_a_time() {
     let sb = Sandbox::fake(TREE);
     let first = sb.file(
         "a.yaml",
-        "sysctls:\n  net.ipv4.tcp_fin_timeout: 30\n  net.core.somaxconn: 8192\n",
+        "version: 1\nsysctls:\n  net.ipv4.tcp_fin_timeout: 30\n  net.core.somaxconn: 8192\n",
     );
     let second = sb.file(
         "b.yaml",
-        "sysctls:\n  net.ipv4.tcp_fin_timeout: 20\n  net.ipv4.tcp_keepalive_time: 600\n",
+        "version: 1\nsysctls:\n  net.ipv4.tcp_fin_timeout: 20\n  net.ipv4.tcp_keepalive_time: 600\n",
     );
     sb.run(&["apply", first.to_str().unwrap()]).expect(0);
     sb.run(&["apply", second.to_str().unwrap()]).expect(0);
@@ -161,12 +161,12 @@ fn invalid_profiles_change_nothing_and_exit_3() {
     let sb = Sandbox::fake(TREE);
     let bad = sb.file(
         "bad.yaml",
-        "sysctls:\n  net.ipv4.tcp_fin_timeout: 30\n  net.ipv4.tcp_tw_recycle: 1\n",
+        "version: 1\nsysctls:\n  net.ipv4.tcp_fin_timeout: 30\n  net.ipv4.tcp_tw_recycle: 1\n",
     );
     let before = snapshot_dir(sb.dir.path());
     let run = sb.run(&["apply", bad.to_str().unwrap()]).expect(3);
     assert!(
-        run.stderr.contains("error[key-removed]") && run.stderr.contains("bad.yaml:3:3"),
+        run.stderr.contains("error[key-removed]") && run.stderr.contains("bad.yaml:4:3"),
         "{}",
         run.stderr
     );
@@ -179,7 +179,7 @@ fn missing_keys_block_apply_unless_optional() {
     let sb = Sandbox::fake(TREE);
     let p = sb.file(
         "p.yaml",
-        "sysctls:\n  net.ipv4.tcp_fin_timeout: 30\n  net.ipv4.tcp_fastopen: 3\n",
+        "version: 1\nsysctls:\n  net.ipv4.tcp_fin_timeout: 30\n  net.ipv4.tcp_fastopen: 3\n",
     );
     let run = sb.run(&["apply", p.to_str().unwrap()]).expect(7);
     assert!(
@@ -189,7 +189,7 @@ fn missing_keys_block_apply_unless_optional() {
     );
     assert_eq!(sb.fake_value("net.ipv4.tcp_fin_timeout"), "60\n");
 
-    let optional = sb.file("o.yaml", "sysctls:\n  net.ipv4.tcp_fin_timeout: 30\n  net.ipv4.tcp_fastopen: {value: 3, optional: true}\n");
+    let optional = sb.file("o.yaml", "version: 1\nsysctls:\n  net.ipv4.tcp_fin_timeout: 30\n  net.ipv4.tcp_fastopen: {value: 3, optional: true}\n");
     sb.run(&["apply", optional.to_str().unwrap()]).expect(0);
     assert_eq!(sb.fake_value("net.ipv4.tcp_fin_timeout"), "30\n");
     assert!(
@@ -210,7 +210,7 @@ fn an_unreadable_key_blocks_apply_before_any_write() {
         sb.root().join("vm/swappiness"),
     )
     .unwrap();
-    let p = sb.file("p.yaml", "sysctls:\n  net.ipv4.tcp_fin_timeout: 30\n  net.core.somaxconn: 8192\n  vm.swappiness: 10\n");
+    let p = sb.file("p.yaml", "version: 1\nsysctls:\n  net.ipv4.tcp_fin_timeout: 30\n  net.core.somaxconn: 8192\n  vm.swappiness: 10\n");
     // Reading a directory fails, so the plan marks it unreadable and apply refuses before writing.
     let run = sb.run(&["apply", p.to_str().unwrap()]);
     assert_ne!(run.code, 0);
@@ -269,7 +269,7 @@ fn the_kernel_rejecting_the_nth_key_restores_the_earlier_ones() {
                 - {key: net.ipv4.tcp_keepalive_time, shape: int, scope: netns, caveat: c, sources: [s]}\n\
                 - {key: net.ipv4.tcp_syn_retries, shape: int, scope: netns, caveat: c, sources: [s]}\n";
     std::fs::write(schema.join("keys.yaml"), keys).unwrap();
-    let p = sb.file("p.yaml", "sysctls:\n  net.ipv4.tcp_fin_timeout: 30\n  net.ipv4.tcp_keepalive_time: 600\n  net.ipv4.tcp_syn_retries: 200\n");
+    let p = sb.file("p.yaml", "version: 1\nsysctls:\n  net.ipv4.tcp_fin_timeout: 30\n  net.ipv4.tcp_keepalive_time: 600\n  net.ipv4.tcp_syn_retries: 200\n");
     let before = [
         "net.ipv4.tcp_fin_timeout",
         "net.ipv4.tcp_keepalive_time",

@@ -7,6 +7,6 @@
 mod invariants;
 
 libfuzzer_sys::fuzz_target!(|text: &str| {
-    let (child, parent) = text.split_once('\0').unwrap_or((text, "sysctls: {}\n"));
+    let (child, parent) = text.split_once('\0').unwrap_or((text, "version: 1\nsysctls: {}\n"));
     invariants::check_profile(child, parent);
 });

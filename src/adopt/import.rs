@@ -10,7 +10,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
-use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -158,20 +157,15 @@ fn line_error(at: &Origin, col: usize, message: String, help: Option<&str>) -> E
 
 /// Reads and parses one file (at most 1 MiB of UTF-8, as profiles).
 pub fn read_file(path: &Path) -> Result<Vec<Entry>> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io("read", path, e))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_PROFILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| Error::io("read", path, e))?;
     let name = path.display().to_string();
-    if bytes.len() as u64 > MAX_PROFILE_BYTES {
-        let at = Origin {
-            file: name.into(),
-            line: 1,
-        };
-        let message = format!("file is larger than {MAX_PROFILE_BYTES} bytes");
-        return Err(line_error(&at, 1, message, None));
-    }
+    let bytes =
+        crate::files::read(path, crate::files::Policy::input(MAX_PROFILE_BYTES)).map_err(|e| {
+            let at = Origin {
+                file: name.as_str().into(),
+                line: 1,
+            };
+            line_error(&at, 1, format!("cannot read it: {e}"), None)
+        })?;
     let text = String::from_utf8(bytes).map_err(|e| {
         let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
         let at = Origin {

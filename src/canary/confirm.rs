@@ -133,8 +133,9 @@ fn deadline_after(ctx: &Context, within: Duration) -> u64 {
 
 /// The pending change, if any.
 pub fn load(store: &Store) -> Result<Option<Pending>> {
+    store.verify()?;
     let path = store.dir().join(PENDING_FILE);
-    match store::read_nofollow(&path)? {
+    match store::read_trusted(&path, store.euid())? {
         None => Ok(None),
         Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
             Error::state(
@@ -320,8 +321,8 @@ pub fn due(p: &Pending, env: &dyn Env, boot_id: Option<&str>) -> Option<Reason> 
 
 /// The applied record of a pending change and whether it is still in effect.
 fn target(ctx: &Context, p: &Pending) -> Result<Option<(String, bool)>> {
-    let entries = history::entries(ctx)?;
-    let found = entries.iter().find(|e| match &p.record {
+    let history = history::entries(ctx)?;
+    let found = history.entries.iter().find(|e| match &p.record {
         Some(id) => e.id == *id,
         None => {
             e.seq > p.after_seq
@@ -505,18 +506,20 @@ fn persist_step(
     let Some(target) = &p.persist else {
         return Ok(None);
     };
-    let before = persist::read(Path::new(&target.path))?;
+    let before = persist::read(Path::new(&target.path), ctx.store.euid())?;
     if before.as_deref() == Some(target.after.as_str()) {
         return Ok(None);
     }
     let (_, applied) = ctx.store.load(id)?;
     // `restores` names the confirmed apply: this record takes its place in the history's stack,
     // so one `sysprof rollback` undoes values and file together.
+    // No key is written: the kernel holds the confirmed values already, so a crash here undoes
+    // only the file and leaves the change pending, as it was.
     let change = Change {
         kind: RecordKind::Apply,
         profile: applied.profile.clone(),
         restores: Some(id.to_owned()),
-        keys: applied.changes.clone(),
+        keys: Vec::new(),
         persist: Some(PersistChange {
             path: target.path.clone(),
             before,

@@ -10,7 +10,7 @@
 //! | `Tcp.*`, `Ip.*`, `Udp.*`, `Icmp.*`, … | `/proc/net/snmp` (same layout) |
 //! | `nf_conntrack.*` | `/proc/net/stat/nf_conntrack`: one hex row per CPU, summed (`entries` is global, not summed) |
 //! | `conntrack.count`, `conntrack.max`, `conntrack.fill` | `net.netfilter.nf_conntrack_{count,max}`; fill = count / max |
-//! | `sockets.<STATE>` | TCP sockets per state in `/proc/net/tcp` and `/proc/net/tcp6` |
+//! | `sockets.<STATE>` | TCP sockets per state: netlink sock_diag, or `/proc/net/tcp` and `tcp6` (see `sockets`) |
 //! | `ports.ephemeral_used`, `ports.ephemeral_total`, `ports.ephemeral_use` | distinct local ports inside `net.ipv4.ip_local_port_range` held by non-listening TCP sockets; use = used / total |
 //!
 //! A source that is absent (conntrack not loaded, an older kernel) is listed in
@@ -18,19 +18,18 @@
 //! an error. The file formats are parsed by `procnet`; this module reads the files, derives the
 //! ratios and names the counters. It never judges (that is `health`) and never prints.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::env::Env;
 use crate::kernel::SysctlTree;
-use crate::kernel::procnet::{ConntrackStats, Counters, TcpState, parse_sockets};
+use crate::kernel::procnet::{ConntrackStats, Counters, TcpState};
+use crate::kernel::sockets;
 use crate::profile::health::TCP_STATES;
 use crate::profile::key::SysctlKey;
 
-/// The default `/proc/net`: it shows the network namespace of the process reading it, so after
-/// `--netns` it is that namespace's.
-pub const PROC_NET: &str = "/proc/net";
+pub use crate::kernel::procnet::PROC_NET;
 
 /// Where counters are read from.
 pub struct Sources<'a> {
@@ -66,6 +65,12 @@ impl Sample {
 
 /// Reads every source once.
 pub fn sample(src: &Sources) -> Sample {
+    sample_with(src, true)
+}
+
+/// Reads every source once; the socket census (the costly part on a busy host) only when
+/// `sockets` is true.
+pub fn sample_with(src: &Sources, sockets: bool) -> Sample {
     let mut s = Sample {
         taken: src.env.monotonic(),
         values: BTreeMap::new(),
@@ -93,13 +98,17 @@ pub fn sample(src: &Sources) -> Sample {
         Err(why) => s.missing(why),
     }
     conntrack_fill(src.tree, &mut s);
-    sockets_and_ports(src, &mut s);
+    if sockets {
+        sockets_and_ports(src, &mut s);
+    }
     s
 }
 
 fn read(dir: &Path, name: &str) -> Result<String, String> {
     let path: PathBuf = dir.join(name);
-    std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))
+    let bytes = crate::files::read(&path, crate::files::Policy::input(16 << 20))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 fn sysctl_number(tree: &SysctlTree, key: &str) -> Option<Vec<f64>> {
@@ -126,38 +135,25 @@ fn conntrack_fill(tree: &SysctlTree, s: &mut Sample) {
 }
 
 fn sockets_and_ports(src: &Sources, s: &mut Sample) {
-    let mut sockets = Vec::new();
-    let mut any = false;
-    for file in ["tcp", "tcp6"] {
-        match read(src.proc_net, file) {
-            Ok(text) => {
-                any = true;
-                sockets.extend(parse_sockets(&text));
-            }
-            Err(why) => s.missing(why),
-        }
+    let range = match sysctl_number(src.tree, "net.ipv4.ip_local_port_range").as_deref() {
+        Some([low, high]) if high >= low => Some((*low as u16, *high as u16)),
+        _ => None,
+    };
+    let census = sockets::census(src.proc_net, range);
+    s.unavailable.extend(census.origin.unavailable);
+    let Some(tally) = census.tally else { return };
+    for (state, name) in TcpState::ALL.iter().zip(TCP_STATES) {
+        s.values
+            .insert(format!("sockets.{name}"), tally.count(*state) as f64);
     }
-    if !any {
-        return;
-    }
-    for (i, name) in TCP_STATES.iter().enumerate() {
-        let n = sockets.iter().filter(|k| k.state as usize == i).count();
-        s.values.insert(format!("sockets.{name}"), n as f64);
-    }
-    match sysctl_number(src.tree, "net.ipv4.ip_local_port_range").as_deref() {
-        Some([low, high]) if high >= low => {
-            let (low, high) = (*low as u16, *high as u16);
-            let used: BTreeSet<u16> = sockets
-                .iter()
-                .filter(|k| k.state != TcpState::Listen && (low..=high).contains(&k.local.port))
-                .map(|k| k.local.port)
-                .collect();
+    match range {
+        Some((low, high)) => {
+            let used = tally.ports_in_use(low, high);
             let total = f64::from(high - low) + 1.0;
-            s.values
-                .insert("ports.ephemeral_used".into(), used.len() as f64);
+            s.values.insert("ports.ephemeral_used".into(), used as f64);
             s.values.insert("ports.ephemeral_total".into(), total);
             s.values
-                .insert("ports.ephemeral_use".into(), used.len() as f64 / total);
+                .insert("ports.ephemeral_use".into(), used as f64 / total);
         }
         _ => s.missing("net.ipv4.ip_local_port_range: not readable"),
     }

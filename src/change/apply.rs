@@ -69,7 +69,7 @@ pub fn apply(
     transaction::recover(ctx, lock)?;
     let plan = Plan::build(profile, &ctx.tree);
     refuse_blockers(ctx, &plan)?;
-    let change = change(profile, &plan, persist)?;
+    let change = change(ctx, profile, &plan, persist)?;
     if change.is_empty() {
         return Ok((plan, Outcome::InSync));
     }
@@ -104,10 +104,10 @@ fn refuse_blockers(ctx: &Context, plan: &Plan) -> Result<()> {
 }
 
 /// The change a plan calls for: its pending keys, and the persisted file when it differs.
-fn change(profile: &Profile, plan: &Plan, persist: &Persist) -> Result<Change> {
+fn change(ctx: &Context, profile: &Profile, plan: &Plan, persist: &Persist) -> Result<Change> {
     let persist = match persist {
         Persist::To(path) => {
-            let before = persist::read(path)?;
+            let before = persist::read(path, ctx.store.euid())?;
             let after = Some(persist::render(plan, &profile.path));
             (before != after).then(|| PersistChange {
                 path: path.display().to_string(),

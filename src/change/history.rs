@@ -23,24 +23,74 @@ pub struct Entry {
     pub in_effect: bool,
 }
 
-/// Loads and verifies the whole history, marking what is in effect.
-pub fn entries(ctx: &Context) -> Result<Vec<Entry>> {
-    let history = ctx.store.history()?;
-    let mut loaded = Vec::with_capacity(history.len());
-    for entry in history {
-        let (id, record) = ctx.store.load(&entry.id)?;
-        loaded.push(Entry {
-            seq: entry.seq,
-            id,
-            record,
-            in_effect: false,
-        });
+/// A history entry whose record cannot be used: missing, or failing its checksum.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Damaged {
+    /// Position in the history.
+    pub seq: u64,
+    /// The record id the history names.
+    pub id: String,
+    /// What is wrong with it.
+    pub why: String,
+}
+
+/// The history read back: intact entries (with what is in effect) and damaged ones.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct History {
+    /// Entries whose record verified, oldest first.
+    pub entries: Vec<Entry>,
+    /// Entries whose record is missing or corrupt, oldest first.
+    pub damaged: Vec<Damaged>,
+}
+
+impl History {
+    /// The newest entry.
+    pub fn last(&self) -> Option<&Entry> {
+        self.entries.last()
     }
-    let stack = replay(&loaded);
-    for entry in &mut loaded {
+
+    /// The first damaged entry at or after `seq`: what an operation reaching back to `seq`
+    /// cannot see through.
+    pub fn damaged_since(&self, seq: u64) -> Option<&Damaged> {
+        self.damaged.iter().find(|d| d.seq >= seq)
+    }
+}
+
+/// Loads and verifies the whole history, marking what is in effect. A record that is missing
+/// or fails its checksum does not stop the others from being read: it is listed as damaged,
+/// and what needs it refuses (see [`History::damaged_since`]).
+pub fn entries(ctx: &Context) -> Result<History> {
+    let lines = ctx.store.history()?;
+    let mut history = History::default();
+    for line in lines {
+        if !ctx.store.has_record(&line.id) {
+            let why = "its record is missing from records/".to_owned();
+            history.damaged.push(Damaged {
+                seq: line.seq,
+                id: line.id,
+                why,
+            });
+            continue;
+        }
+        match ctx.store.load(&line.id) {
+            Ok((id, record)) => history.entries.push(Entry {
+                seq: line.seq,
+                id,
+                record,
+                in_effect: false,
+            }),
+            Err(e) => history.damaged.push(Damaged {
+                seq: line.seq,
+                id: line.id,
+                why: e.to_string(),
+            }),
+        }
+    }
+    let stack = replay(&history.entries);
+    for entry in &mut history.entries {
         entry.in_effect = stack.contains(&entry.seq);
     }
-    Ok(loaded)
+    Ok(history)
 }
 
 /// Replays the history; returns the seqs of applies in effect, oldest first.

@@ -49,9 +49,10 @@ pub fn render(plan: &Plan, profile_path: &Path) -> String {
     text
 }
 
-/// The file's current content, `None` when absent. Refuses a symlink.
-pub fn read(path: &Path) -> Result<Option<String>> {
-    let bytes = store::read_nofollow(path)?;
+/// The file's current content, `None` when absent. Refuses a symlink, a file that is not
+/// regular, or one that `uid` (or root) does not own or others may write.
+pub fn read(path: &Path, uid: u32) -> Result<Option<String>> {
+    let bytes = store::read_trusted(path, uid)?;
     bytes
         .map(|b| {
             String::from_utf8(b)
@@ -89,19 +90,29 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = file_in(dir.path());
         write(&path, Some("a.b = 1\n")).unwrap();
-        assert_eq!(read(&path).unwrap().as_deref(), Some("a.b = 1\n"));
+        assert_eq!(
+            read(&path, nix::unistd::geteuid().as_raw())
+                .unwrap()
+                .as_deref(),
+            Some("a.b = 1\n")
+        );
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(
             std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o644
         );
         write(&path, None).unwrap();
-        assert_eq!(read(&path).unwrap(), None);
+        assert_eq!(read(&path, nix::unistd::geteuid().as_raw()).unwrap(), None);
 
         let victim = dir.path().join("victim");
         std::fs::write(&victim, "keep").unwrap();
         std::os::unix::fs::symlink(&victim, &path).unwrap();
-        assert!(read(&path).unwrap_err().to_string().contains("symlink"));
+        assert!(
+            read(&path, nix::unistd::geteuid().as_raw())
+                .unwrap_err()
+                .to_string()
+                .contains("symlink")
+        );
         write(&path, Some("x.y = 2\n")).unwrap();
         assert_eq!(
             std::fs::read_to_string(&victim).unwrap(),

@@ -206,7 +206,7 @@ mod tests {
         ]);
         let p = profile(
             dir.path(),
-            "sysctls:\n  net.ipv4.tcp_fin_timeout: 60\n  net.ipv4.ip_local_port_range: [1024, 65535]\n  net.ipv4.tcp_gone: 1\n  net.ipv4.tcp_maybe: {value: 1, optional: true}\n",
+            "version: 1\nsysctls:\n  net.ipv4.tcp_fin_timeout: 60\n  net.ipv4.ip_local_port_range: [1024, 65535]\n  net.ipv4.tcp_gone: 1\n  net.ipv4.tcp_maybe: {value: 1, optional: true}\n",
         );
         let plan = Plan::build(&p, &tree);
         let status = |k: &str| {
@@ -246,7 +246,7 @@ mod tests {
         ]);
         let up = profile(
             dir.path(),
-            "sysctls:\n  net.ipv4.ip_local_port_range: [40000, 60999]\n  net.ipv4.ip_unprivileged_port_start: 35000\n",
+            "version: 1\nsysctls:\n  net.ipv4.ip_local_port_range: [40000, 60999]\n  net.ipv4.ip_unprivileged_port_start: 35000\n",
         );
         assert_eq!(
             keys(&Plan::build(&up, &tree)),
@@ -254,7 +254,7 @@ mod tests {
         );
         let down = profile(
             dir.path(),
-            "sysctls:\n  net.ipv4.ip_local_port_range: [600, 60999]\n  net.ipv4.ip_unprivileged_port_start: 500\n",
+            "version: 1\nsysctls:\n  net.ipv4.ip_local_port_range: [600, 60999]\n  net.ipv4.ip_unprivileged_port_start: 500\n",
         );
         assert_eq!(
             keys(&Plan::build(&down, &tree)),

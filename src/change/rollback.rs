@@ -9,9 +9,9 @@
 use std::path::Path;
 
 use crate::change::context::Context;
-use crate::change::history::{self, Entry};
+use crate::change::history::{self, Entry, History};
 use crate::change::persist;
-use crate::change::record::{Change, KeyChange, PersistChange, Record, RecordKind};
+use crate::change::record::{Change, KeyChange, PersistChange, Record, RecordKind, SHORT_ID};
 use crate::change::store::StoreLock;
 use crate::change::transaction::{self, Committed};
 use crate::error::{Error, Result};
@@ -37,9 +37,24 @@ pub fn rollback(
     dry_run: bool,
 ) -> Result<RolledBack> {
     transaction::recover(ctx, lock)?;
-    let all = history::entries(ctx)?;
-    let target = target(ctx, &all, to)?;
-    let change = restoring(ctx, &all, target)?;
+    let history = history::entries(ctx)?;
+    let target = target(ctx, &history, to)?;
+    let start = reach(&history.entries, target);
+    if let Some(d) = history.damaged_since(start) {
+        return Err(Error::state(
+            format!(
+                "history entry #{} ({}) is damaged: {}; rolling back to before #{} needs it",
+                d.seq,
+                &d.id[..SHORT_ID.min(d.id.len())],
+                d.why,
+                target.seq
+            ),
+            Some(
+                "roll back to an entry after it with `--to ID`, or restore records/ from a backup",
+            ),
+        ));
+    }
+    let change = restoring(ctx, &history.entries, target, start)?;
     if dry_run {
         return Ok(RolledBack {
             target: target.id.clone(),
@@ -58,27 +73,65 @@ pub fn rollback(
 }
 
 /// The entry to roll back: `to`, or the newest apply in effect.
-fn target<'e>(ctx: &Context, all: &'e [Entry], to: Option<&str>) -> Result<&'e Entry> {
+fn target<'e>(ctx: &Context, history: &'e History, to: Option<&str>) -> Result<&'e Entry> {
+    let all = &history.entries;
     match to {
-        Some(id) => {
-            let (id, _) = ctx.store.load(id)?;
+        Some(prefix) => {
+            if let Some(d) = history.damaged.iter().find(|d| d.id.starts_with(prefix)) {
+                return Err(Error::state(
+                    format!(
+                        "history entry #{} ({prefix}) cannot be rolled back to: {}",
+                        d.seq, d.why
+                    ),
+                    Some("restore records/ from a backup, or pick another entry"),
+                ));
+            }
+            let (id, _) = ctx.store.load(prefix)?;
             all.iter()
                 .find(|e| e.id == id)
                 .ok_or_else(|| Error::state(format!("snapshot {id} is not in the history"), None))
         }
-        None => all.iter().rev().find(|e| e.in_effect).ok_or_else(|| {
-            Error::state(
-                "nothing to roll back: no apply is in effect",
-                Some("see `sysprof history`; `--to ID` restores the state before any entry"),
-            )
-        }),
+        None => {
+            let newest = all.iter().rev().find(|e| e.in_effect);
+            let after = newest.map_or(0, |e| e.seq);
+            if let Some(d) = history.damaged.iter().rev().find(|d| d.seq > after) {
+                return Err(Error::state(
+                    format!(
+                        "history entry #{} ({}) is damaged: {}; what is in effect cannot be told past it",
+                        d.seq,
+                        &d.id[..SHORT_ID.min(d.id.len())],
+                        d.why
+                    ),
+                    Some(
+                        "roll back to a specific entry with `--to ID`, or restore records/ from a backup",
+                    ),
+                ));
+            }
+            newest.ok_or_else(|| {
+                Error::state(
+                    "nothing to roll back: no apply is in effect",
+                    Some("see `sysprof history`; `--to ID` restores the state before any entry"),
+                )
+            })
+        }
     }
 }
 
-/// The change back to the state before `target`: each key touched since at the value it had
-/// before the first record that touched it, newest first; the persisted file as it was.
-fn restoring(ctx: &Context, all: &[Entry], target: &Entry) -> Result<Change> {
-    let since: Vec<&Entry> = all.iter().filter(|e| e.seq >= target.seq).collect();
+/// How far back rolling back `target` reaches: its own seq, or for the persisting record of a
+/// confirmation, the seq of the apply it confirmed (which it replaced in the history's stack).
+fn reach(all: &[Entry], target: &Entry) -> u64 {
+    let confirmed = match (target.record.kind, &target.record.restores) {
+        (RecordKind::Apply, Some(id)) => all.iter().find(|e| &e.id == id),
+        _ => None,
+    };
+    confirmed.map_or(target.seq, |e| e.seq)
+}
+
+/// The change back to the state before `target` (reaching back to `start`): each key touched
+/// since at the value it had before the first record that touched it, newest first; the
+/// persisted file as it was.
+fn restoring(ctx: &Context, all: &[Entry], target: &Entry, start: u64) -> Result<Change> {
+    let since: Vec<&Entry> = all.iter().filter(|e| e.seq >= start).collect();
     let mut wanted: Vec<&KeyChange> = Vec::new();
     for change in since.iter().flat_map(|e| &e.record.changes) {
         if !wanted.iter().any(|w| w.key == change.key) {
@@ -98,7 +151,7 @@ fn restoring(ctx: &Context, all: &[Entry], target: &Entry) -> Result<Change> {
     }
     let persist = match since.iter().find_map(|e| e.record.persist.as_ref()) {
         Some(p) => {
-            let now = persist::read(Path::new(&p.path))?;
+            let now = persist::read(Path::new(&p.path), ctx.store.euid())?;
             (now != p.before).then(|| PersistChange {
                 path: p.path.clone(),
                 before: now,

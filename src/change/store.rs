@@ -22,7 +22,7 @@
 //! next commit. This module stores and verifies; deciding what to undo is `rollback`'s job.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -126,6 +126,8 @@ pub struct Store {
     dir: PathBuf,
     /// Whose store it is (euid) and who locks it (pid).
     env: &'static dyn Env,
+    /// Whether the state dir passed [`Store::verify`] (checked once).
+    trusted: std::sync::OnceLock<std::result::Result<(), String>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -141,6 +143,7 @@ impl Store {
         Self {
             dir: dir.into(),
             env,
+            trusted: std::sync::OnceLock::new(),
         }
     }
 
@@ -149,11 +152,49 @@ impl Store {
         &self.dir
     }
 
-    /// Creates the directory layout (0700) and refuses symlinks or foreign owners.
-    pub fn ensure(&self) -> Result<()> {
+    /// The user the store belongs to (files it reads must be theirs or root's).
+    pub fn euid(&self) -> u32 {
+        self.env.euid()
+    }
+
+    /// Checks, creating nothing, that the state dir can be trusted (see [`check_private_dir`]
+    /// and `files::check_trusted_path`); an absent state dir is fine. Checked once per store.
+    pub fn verify(&self) -> Result<()> {
+        let verdict = self
+            .trusted
+            .get_or_init(|| self.inspect().map_err(|e| e.to_string()));
+        verdict.clone().map_err(|message| {
+            Error::state(
+                message,
+                Some("the state dir and the directories above it must belong to root (or you) and be writable by nobody else: fix them with chown/chmod, or pick another --state-dir"),
+            )
+        })
+    }
+
+    fn inspect(&self) -> std::result::Result<(), String> {
+        let euid = self.env.euid();
+        let parent = self
+            .dir
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        crate::files::check_trusted_path(parent, euid)?;
         for dir in [self.dir.clone(), self.dir.join("records")] {
             match fs::symlink_metadata(&dir) {
-                Ok(meta) => check_private_dir(&dir, &meta, self.env.euid())?,
+                Ok(meta) => check_private_dir(&dir, &meta, euid)?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(format!("cannot inspect {}: {e}", dir.display())),
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates the directory layout (0700) after [`Store::verify`].
+    pub fn ensure(&self) -> Result<()> {
+        self.verify()?;
+        for dir in [self.dir.clone(), self.dir.join("records")] {
+            match fs::symlink_metadata(&dir) {
+                Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     fs::DirBuilder::new()
                         .recursive(true)
@@ -213,6 +254,7 @@ impl Store {
 
     /// Committed history, oldest first.
     pub fn history(&self) -> Result<Vec<HistoryEntry>> {
+        self.verify()?;
         Ok(self.read_history()?.0)
     }
 
@@ -220,7 +262,7 @@ impl Store {
     /// entries come from a legacy `history.json`, or there is no history yet).
     fn read_history(&self) -> Result<(Vec<HistoryEntry>, Option<u64>)> {
         let path = self.dir.join(HISTORY);
-        match read_nofollow(&path)? {
+        match read_trusted(&path, self.env.euid())? {
             Some(bytes) => {
                 let (entries, complete) =
                     parse_history(&bytes).map_err(|e| corrupt_history(&path, e))?;
@@ -230,10 +272,118 @@ impl Store {
         }
     }
 
+    /// The bytes after the last complete history line: an append a crash cut short (the journal
+    /// then still names its record), or damage. Empty when the history ends cleanly.
+    pub fn torn_tail(&self) -> Result<String> {
+        let path = self.dir.join(HISTORY);
+        let bytes = read_trusted(&path, self.env.euid())?.unwrap_or_default();
+        let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        Ok(String::from_utf8_lossy(&bytes[complete..]).into_owned())
+    }
+
+    /// Cuts the history back to its last complete line (after a crash cut an append short).
+    pub fn cut_torn_tail(&self, _lock: &StoreLock) -> Result<()> {
+        let (_, complete) = self.read_history()?;
+        let Some(len) = complete else {
+            return Ok(());
+        };
+        let path = self.dir.join(HISTORY);
+        let file = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc_nofollow())
+            .open(&path)
+            .map_err(|e| Error::io("open", &path, e))?;
+        file.set_len(len)
+            .and_then(|()| file.sync_data())
+            .map_err(|e| Error::io("truncate", &path, e))
+    }
+
+    /// The record ids under records/ (complete files only, not temp files).
+    pub fn record_ids(&self) -> Result<Vec<String>> {
+        let dir = self.dir.join("records");
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io("list", &dir, e)),
+        };
+        let mut ids: Vec<String> = entries
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter_map(|name| name.strip_suffix(".json").map(str::to_owned))
+            .filter(|id| id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Removes what killed runs leave behind: temp files of atomic writes in the state dir and
+    /// records/, and records no history line or journal names whose seq a later commit has
+    /// taken (an abandoned change whose record removal was cut short). A record with a newer
+    /// seq is kept: it may be a commit whose history line was lost. Returns what was removed.
+    pub fn sweep(&self, _lock: &StoreLock) -> Result<Vec<PathBuf>> {
+        let mut removed = remove_temp_files(&self.dir)?;
+        removed.extend(remove_temp_files(&self.dir.join("records"))?);
+        let history = self.history()?;
+        let last = history.last().map_or(0, |e| e.seq);
+        let journal = self.journal()?.map(|j| j.id);
+        for id in self.record_ids()? {
+            let named = history.iter().any(|e| e.id == id) || journal.as_deref() == Some(&id);
+            if named {
+                continue;
+            }
+            let superseded = self.load_unlisted(&id).is_ok_and(|r| r.seq <= last);
+            if superseded {
+                remove_durably(&self.dir.join("records"), &format!("{id}.json"))?;
+                removed.push(self.record_path(&id));
+            }
+        }
+        Ok(removed)
+    }
+
+    /// A record by full id whether or not the history names it, verified.
+    pub fn load_unlisted(&self, id: &str) -> Result<Record> {
+        let path = self.record_path(id);
+        let bytes = read_trusted(&path, self.env.euid())?.ok_or_else(|| missing_snapshot(id))?;
+        if hex(&Sha256::digest(&bytes)) != id {
+            return Err(Error::state(
+                format!("record {} fails its checksum", &id[..SHORT_ID]),
+                None,
+            ));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| {
+            Error::state(
+                format!("record {} cannot be read: {e}", &id[..SHORT_ID]),
+                None,
+            )
+        })
+    }
+
+    /// Appends a history line for a committed record whose line was lost (see
+    /// `transaction::recover`), with the seq the record carries.
+    pub fn restore_line(&self, lock: &StoreLock, id: &str) -> Result<u64> {
+        self.cut_torn_tail(lock)?;
+        let record = self.load_unlisted(id)?;
+        let (entries, complete) = self.read_history()?;
+        let entry = HistoryEntry {
+            seq: record.seq,
+            id: id.to_owned(),
+        };
+        if entries.last().is_some_and(|e| e.seq >= record.seq) {
+            return Err(Error::state(
+                format!("record {} does not follow the history", &id[..SHORT_ID]),
+                None,
+            ));
+        }
+        match complete {
+            Some(len) => self.append_history(len, &entry)?,
+            None => self.start_history(&entries, &entry)?,
+        }
+        Ok(entry.seq)
+    }
+
     /// The whole-file history of earlier builds, if there is one.
     fn legacy_history(&self) -> Result<Vec<HistoryEntry>> {
         let path = self.dir.join(LEGACY_HISTORY);
-        match read_nofollow(&path)? {
+        match read_trusted(&path, self.env.euid())? {
             None => Ok(Vec::new()),
             Some(bytes) => serde_json::from_slice::<LegacyHistory>(&bytes)
                 .map(|h| h.entries)
@@ -243,9 +393,10 @@ impl Store {
 
     /// Loads and verifies a record by full id or unique prefix.
     pub fn load(&self, id: &str) -> Result<(String, Record)> {
+        self.verify()?;
         let id = self.resolve_id(id)?;
         let path = self.record_path(&id);
-        let bytes = read_nofollow(&path)?.ok_or_else(|| missing_snapshot(&id))?;
+        let bytes = read_trusted(&path, self.env.euid())?.ok_or_else(|| missing_snapshot(&id))?;
         if hex(&Sha256::digest(&bytes)) != id {
             return Err(Error::state(
                 format!(
@@ -298,6 +449,30 @@ impl Store {
         self.dir.join("records").join(format!("{id}.json"))
     }
 
+    /// Whether the record file `id` (a full id) is present.
+    pub fn has_record(&self, id: &str) -> bool {
+        fs::symlink_metadata(self.record_path(id)).is_ok()
+    }
+
+    /// Moves the journal aside (`journal.json.discarded-SECONDS`), keeping it for inspection:
+    /// the way out when the journal's record is gone and nothing can be recovered.
+    pub fn discard_journal(&self, _lock: &StoreLock) -> Result<Option<PathBuf>> {
+        let from = self.dir.join("journal.json");
+        if fs::symlink_metadata(&from).is_err() {
+            return Ok(None);
+        }
+        let secs = self
+            .env
+            .now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let to = self.dir.join(format!("journal.json.discarded-{secs}"));
+        fs::rename(&from, &to).map_err(|e| Error::io("move aside", &from, e))?;
+        sync_dir(&self.dir)?;
+        Ok(Some(to))
+    }
+
     /// Makes a record and its journal durable; returns the record id.
     pub fn begin(&self, _lock: &StoreLock, record: &Record) -> Result<String> {
         let bytes = record.canonical_bytes();
@@ -322,8 +497,9 @@ impl Store {
 
     /// The in-flight change, if a previous run did not finish.
     pub fn journal(&self) -> Result<Option<Journal>> {
+        self.verify()?;
         let path = self.dir.join("journal.json");
-        match read_nofollow(&path)? {
+        match read_trusted(&path, self.env.euid())? {
             None => Ok(None),
             Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
                 Error::state(
@@ -421,29 +597,33 @@ fn missing_snapshot(id: &str) -> Error {
     )
 }
 
-fn check_private_dir(dir: &Path, meta: &fs::Metadata, euid: u32) -> Result<()> {
+/// The state dir (and records/) must be a real directory, ours, and writable by nobody else:
+/// refused otherwise, never repaired on the fly (another user could have planted records).
+fn check_private_dir(
+    dir: &Path,
+    meta: &fs::Metadata,
+    euid: u32,
+) -> std::result::Result<(), String> {
     if meta.file_type().is_symlink() || !meta.is_dir() {
-        return Err(Error::state(
-            format!(
-                "state dir {} is not a plain directory (symlink?)",
-                dir.display()
-            ),
-            Some("remove it or pick another --state-dir"),
+        return Err(format!(
+            "state dir {} is not a plain directory ({})",
+            dir.display(),
+            crate::files::kind(meta)
         ));
     }
     if meta.uid() != euid {
-        return Err(Error::state(
-            format!(
-                "state dir {} is owned by uid {}, not by us",
-                dir.display(),
-                meta.uid()
-            ),
-            None,
+        return Err(format!(
+            "state dir {} is owned by uid {}, not by uid {euid}",
+            dir.display(),
+            meta.uid()
         ));
     }
-    if meta.mode() & 0o077 != 0 {
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-            .map_err(|e| Error::io("chmod", dir, e))?;
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "state dir {} has mode {:o}: other users can write it",
+            dir.display(),
+            meta.mode() & 0o7777
+        ));
     }
     Ok(())
 }
@@ -452,38 +632,68 @@ fn libc_nofollow() -> i32 {
     nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC
 }
 
-/// Reads a file without following a symlink at its name; `None` when absent.
-pub fn read_nofollow(path: &Path) -> Result<Option<Vec<u8>>> {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc_nofollow())
-        .open(path);
-    let mut file = match file {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
-            return Err(Error::state(
-                format!("{} is a symlink; refusing to follow it", path.display()),
-                None,
-            ));
+/// Largest state file read (records of thousands of keys, long histories).
+const MAX_STATE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Removes the temp files atomic writes leave when killed (`.NAME.XXXXXX` next to `NAME`).
+pub fn remove_temp_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("list", dir, e)),
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let ours = TEMP_OF.iter().any(|base| is_temp_of(&name, base))
+            || (name.starts_with('.') && name.contains(".json.") && name.len() > 70);
+        if ours && entry.file_type().is_ok_and(|t| t.is_file()) {
+            remove_durably(dir, &name)?;
+            removed.push(dir.join(name));
         }
-        Err(e) if e.raw_os_error() == Some(nix::libc::ENOTDIR) => {
+    }
+    Ok(removed)
+}
+
+/// The files written by temp file + rename whose leftovers [`remove_temp_files`] removes.
+const TEMP_OF: &[&str] = &["journal.json", HISTORY, "pending.json", "99-sysprof.conf"];
+
+/// Whether `name` is a temp file of `base` (`.base.` followed by tempfile's random suffix).
+fn is_temp_of(name: &str, base: &str) -> bool {
+    name.strip_prefix('.')
+        .and_then(|rest| rest.strip_prefix(base))
+        .and_then(|rest| rest.strip_prefix('.'))
+        .is_some_and(|suffix| {
+            suffix.len() == 6 && suffix.bytes().all(|b| b.is_ascii_alphanumeric())
+        })
+}
+
+/// Reads a file sysprof keeps (state dir, persisted file): a regular file, not a symlink, owned
+/// by `uid` (or root) and writable by nobody else; `None` when absent.
+pub fn read_trusted(path: &Path, uid: u32) -> Result<Option<Vec<u8>>> {
+    use crate::files::{self, Policy, ReadError};
+    match files::read(path, Policy::state(MAX_STATE_BYTES, uid)) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(ReadError::Missing) => Ok(None),
+        Err(ReadError::Io(e)) if e.raw_os_error() == Some(nix::libc::ENOTDIR) => {
             let dir = path.parent().unwrap_or(path);
-            return Err(Error::state(
+            Err(Error::state(
                 format!(
                     "{} is not a plain directory (reading {})",
                     dir.display(),
                     path.display()
                 ),
                 Some("remove it or pick another --state-dir"),
-            ));
+            ))
         }
-        Err(e) => return Err(Error::io("read", path, e)),
-    };
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)
-        .map_err(|e| Error::io("read", path, e))?;
-    Ok(Some(bytes))
+        Err(ReadError::Io(e)) => Err(Error::io("read", path, e)),
+        Err(why) => Err(Error::state(
+            format!("refusing to read {}: {why}", path.display()),
+            Some(
+                "sysprof only trusts files it wrote: remove it, or fix its owner (chown) and mode (chmod go-w) if it is yours",
+            ),
+        )),
+    }
 }
 
 /// Writes `name` in `dir` durably: temp file (0600) in the same dir, fsync, rename, fsync dir.

@@ -20,7 +20,7 @@ use crate::change::context::Context;
 use crate::change::fault;
 use crate::change::persist;
 use crate::change::record::{Change, KeyChange, PersistChange, Record};
-use crate::change::store::{Phase, StoreLock};
+use crate::change::store::{Journal, Phase, StoreLock};
 use crate::error::{Error, KernelFault, Result};
 use crate::kernel::SysctlTree;
 use crate::profile::key::SysctlKey;
@@ -64,20 +64,89 @@ pub enum Recovered {
 }
 
 /// Finishes an interrupted transaction: commits it if it provably completed, else resumes and
-/// undoes it. Every mutating command calls this first, under the lock.
+/// undoes it. Every mutating command calls this first, under the lock. It also mends the
+/// history's tail (a line a crash cut short is removed; a committed line damage cut short is
+/// restored from its record) and sweeps what killed runs left behind (temp files, abandoned
+/// records).
 pub fn recover(ctx: &Context, lock: &StoreLock) -> Result<Recovered> {
-    let Some(journal) = ctx.store.journal()? else {
-        return Ok(Recovered::Nothing);
+    let journal = ctx.store.journal()?;
+    let torn = ctx.store.torn_tail()?;
+    if !torn.is_empty() {
+        mend_tail(ctx, lock, journal.as_ref().map(|j| j.id.as_str()), &torn)?;
+    }
+    let recovered = match journal {
+        None => Recovered::Nothing,
+        Some(journal) => finish(ctx, lock, journal)?,
     };
+    ctx.store.sweep(lock)?;
+    if let Some(dir) = ctx.persist_file.as_deref().and_then(Path::parent) {
+        crate::change::store::remove_temp_files(dir)?;
+    }
+    Ok(recovered)
+}
+
+/// Deals with history bytes after the last complete line.
+fn mend_tail(ctx: &Context, lock: &StoreLock, journal: Option<&str>, torn: &str) -> Result<()> {
+    let named = torn_id(torn);
+    if let Some(id) = journal.filter(|id| named.is_none_or(|n| id.starts_with(n))) {
+        // This change's own append, cut short by a crash: it never committed (`finish`
+        // undoes it).
+        debug_assert!(!id.is_empty());
+        return ctx.store.cut_torn_tail(lock);
+    }
+    let matches: Vec<String> = match named.filter(|n| n.len() >= 8) {
+        Some(prefix) => ctx
+            .store
+            .record_ids()?
+            .into_iter()
+            .filter(|id| id.starts_with(prefix))
+            .collect(),
+        None => Vec::new(),
+    };
+    match matches.as_slice() {
+        [id] => ctx.store.restore_line(lock, id).map(|_| ()),
+        _ => Err(Error::state(
+            format!(
+                "history.jsonl ends in a damaged line ({:?}) and no single record matches it: the history lost its last entry",
+                crate::error::shorten(torn)
+            ),
+            Some(
+                "restore history.jsonl from a backup, or remove the damaged last line by hand once you know what it named (records/ holds every snapshot)",
+            ),
+        )),
+    }
+}
+
+/// The record id prefix a cut-short history line names (`{"seq":3,"id":"ab12`).
+fn torn_id(torn: &str) -> Option<&str> {
+    let rest = &torn[torn.find("\"id\":\"")? + 6..];
+    let hex = rest.bytes().take_while(u8::is_ascii_hexdigit).count();
+    (hex > 0).then(|| &rest[..hex])
+}
+
+/// Finishes the change a journal names.
+fn finish(ctx: &Context, lock: &StoreLock, journal: Journal) -> Result<Recovered> {
     if ctx.store.history()?.iter().any(|e| e.id == journal.id) {
         ctx.store.commit(lock, &journal.id)?;
         return Ok(Recovered::Completed);
     }
+    if !ctx.store.has_record(&journal.id) {
+        return Err(Error::state(
+            format!(
+                "an interrupted change's journal names record {}, which is missing from records/: what it wrote cannot be told",
+                &journal.id[..12.min(journal.id.len())]
+            ),
+            Some(
+                "compare the kernel with `sysprof status` (drift) and the persisted file, fix by hand if needed, then run `sysprof recover --discard-journal`",
+            ),
+        ));
+    }
     let (id, record) = ctx.store.load(&journal.id)?;
+    check_journaled(ctx, &id, &record)?;
     // Journals of earlier builds could say how far the change got.
     let finished = journal.phase == Phase::Persisted
         || (journal.phase == Phase::Written && record.persist.is_none());
-    if finished && state_matches(&ctx.tree, &record)? {
+    if finished && state_matches(ctx, &record)? {
         ctx.store.commit(lock, &id)?;
         return Ok(Recovered::Completed);
     }
@@ -207,10 +276,11 @@ impl<'c> Transaction<'c> {
         }
         if let Some(p) = &self.persisted {
             let path = Path::new(&p.path);
-            let undone = persist::read(path).and_then(|now| match now == p.before {
-                true => Ok(()),
-                false => persist::write(path, p.before.as_deref()),
-            });
+            let undone =
+                persist::read(path, self.ctx.store.euid()).and_then(|now| match now == p.before {
+                    true => Ok(()),
+                    false => persist::write(path, p.before.as_deref()),
+                });
             if let Err(e) = undone {
                 failures.push(format!("{}: {e}", p.path));
             }
@@ -248,8 +318,46 @@ pub fn restore(tree: &SysctlTree, key: &SysctlKey, value: &Value) -> Result<()> 
     }
 }
 
+/// Refuses to act on a journaled record whose values the schema rejects: recovery writes what
+/// a record says, so it is checked like a profile would be (the state dir's ownership and
+/// modes are what keep a planted record out in the first place; this is the second wall).
+fn check_journaled(ctx: &Context, id: &str, record: &Record) -> Result<()> {
+    for change in &record.changes {
+        let Some(spec) = ctx.schema.lookup(&change.key) else {
+            continue;
+        };
+        for value in [&change.before, &change.after] {
+            let bad = crate::schema::validate::check_shape(spec, value)
+                .err()
+                .or_else(|| {
+                    let bounds = spec.kernel_bounds?;
+                    value
+                        .tokens()
+                        .iter()
+                        .filter_map(|t| crate::profile::value::parse_decimal(t))
+                        .find(|n| !bounds.contains(*n))
+                        .map(|n| format!("{n} is outside {bounds}"))
+                });
+            if let Some(why) = bad {
+                return Err(Error::state(
+                    format!(
+                        "the interrupted change {} holds a value the schema rejects for {}: {why}; not acting on it",
+                        &id[..12],
+                        change.key
+                    ),
+                    Some(
+                        "inspect the record and journal.json in the state dir; remove the journal with `sysprof recover --discard-journal` if you did not write it",
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Whether the kernel and the persisted file are in the state the record leads to.
-fn state_matches(tree: &SysctlTree, record: &Record) -> Result<bool> {
+fn state_matches(ctx: &Context, record: &Record) -> Result<bool> {
+    let tree = &ctx.tree;
     for change in &record.changes {
         if !tree
             .read(&change.key)
@@ -259,7 +367,7 @@ fn state_matches(tree: &SysctlTree, record: &Record) -> Result<bool> {
         }
     }
     match &record.persist {
-        Some(p) => Ok(persist::read(Path::new(&p.path))? == p.after),
+        Some(p) => Ok(persist::read(Path::new(&p.path), ctx.store.euid())? == p.after),
         None => Ok(true),
     }
 }

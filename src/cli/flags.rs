@@ -73,7 +73,7 @@ pub struct Global {
     #[arg(long, global = true, value_enum, default_value_t = ColorWhen::Auto)]
     pub color: ColorWhen,
     /// Seconds to wait for another sysprof to finish.
-    #[arg(long, global = true, default_value_t = 30, value_name = "SECS")]
+    #[arg(long, global = true, default_value_t = 30, value_name = "SECS", value_parser = clap::value_parser!(u64).range(0..=86_400))]
     pub lock_timeout: u64,
     /// Root of the sysctl.d directories boot reads (etc/sysctl.d, run/…, usr/local/lib/…,
     /// usr/lib/…, etc/sysctl.conf), for `import --system` and boot-override warnings. Default /;
@@ -152,7 +152,12 @@ pub enum Command {
     /// Show unfinished changes, the lock holder and the last change.
     Status,
     /// Finish or undo a change that was interrupted (every mutating command does this first).
-    Recover,
+    Recover {
+        /// Move an interrupted change's journal aside without acting on it (when its record is
+        /// missing or damaged and you have checked the host by hand).
+        #[arg(long)]
+        discard_journal: bool,
+    },
     /// Everything the schema knows about a key or a rule.
     Explain {
         /// A sysctl key or a rule id.

@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::kernel::SysctlTree;
-use crate::kernel::procnet::{ConntrackStats, Counters, Socket, TcpState, parse_sockets};
+use crate::kernel::procnet::{ConntrackStats, Counters, TcpState};
+use crate::kernel::sockets::{self, Origin, SocketTally};
 use crate::profile::key::SysctlKey;
 
 mod checks;
@@ -40,36 +41,41 @@ pub struct Inputs {
     pub counters: Counters,
     /// `stat/nf_conntrack`, when conntrack is loaded.
     pub conntrack: Option<ConntrackStats>,
-    /// `tcp` and `tcp6` rows.
-    pub sockets: Vec<Socket>,
+    /// The TCP sockets (netlink sock_diag, or the `tcp` and `tcp6` tables), counted.
+    pub sockets: SocketTally,
+    /// Where the socket counts came from.
+    pub socket_origin: Origin,
     /// [`WATCHED_KEYS`] that could be read.
     pub sysctls: BTreeMap<String, Value>,
 }
 
 impl Inputs {
     /// Reads the tables under `proc_net` (normally /proc/net, which shows the caller's network
-    /// namespace) and the watched keys from `tree`. Missing files are simply absent evidence.
+    /// namespace; its sockets then come through netlink, see `sockets`) and the watched keys
+    /// from `tree`. Missing files are simply absent evidence.
     pub fn read(proc_net: &Path, tree: &SysctlTree) -> Self {
-        let text = |name: &str| std::fs::read_to_string(proc_net.join(name)).ok();
+        let text = |name: &str| {
+            let policy = crate::files::Policy::input(16 << 20);
+            let bytes = crate::files::read(&proc_net.join(name), policy).ok()?;
+            String::from_utf8(bytes).ok()
+        };
         let mut counters = Counters::default();
         for name in ["netstat", "snmp"] {
             counters.add_text(&text(name).unwrap_or_default());
         }
-        let sockets = ["tcp", "tcp6"]
-            .iter()
-            .flat_map(|name| parse_sockets(&text(name).unwrap_or_default()))
-            .collect();
-        let sysctls = WATCHED_KEYS
+        let sysctls: BTreeMap<String, Value> = WATCHED_KEYS
             .iter()
             .filter_map(|k| {
                 let key = SysctlKey::parse(k).ok()?;
                 Some(((*k).to_owned(), tree.read(&key).ok()?))
             })
             .collect();
+        let census = sockets::census(proc_net, ephemeral_range(&sysctls));
         Self {
             counters,
             conntrack: text("stat/nf_conntrack").and_then(|t| ConntrackStats::parse(&t)),
-            sockets,
+            sockets: census.tally.unwrap_or_default(),
+            socket_origin: census.origin,
             sysctls,
         }
     }
@@ -84,8 +90,15 @@ impl Inputs {
     }
 
     fn count(&self, state: TcpState) -> usize {
-        self.sockets.iter().filter(|s| s.state == state).count()
+        self.sockets.count(state)
     }
+}
+
+/// `net.ipv4.ip_local_port_range` as ports, when readable (low > high: an empty range).
+pub fn ephemeral_range(sysctls: &BTreeMap<String, Value>) -> Option<(u16, u16)> {
+    let range = sysctls.get("net.ipv4.ip_local_port_range")?;
+    let port = |i| u16::try_from(range.int_at(i)?).ok();
+    Some((port(0)?, port(1)?))
 }
 
 /// When a check reports.
@@ -187,6 +200,8 @@ pub struct Diagnosis {
     pub checks: Vec<Check>,
     /// TCP sockets per state.
     pub states: BTreeMap<TcpState, usize>,
+    /// Where the socket counts came from (netlink or the /proc tables), and what failed.
+    pub sockets_from: Origin,
     /// The thresholds used.
     pub thresholds: Thresholds,
 }
@@ -200,10 +215,6 @@ impl Diagnosis {
 
 /// Runs every check.
 pub fn diagnose(inputs: &Inputs, t: &Thresholds) -> Diagnosis {
-    let mut states = BTreeMap::new();
-    for socket in &inputs.sockets {
-        *states.entry(socket.state).or_default() += 1;
-    }
     Diagnosis {
         checks: vec![
             checks::conntrack(inputs, t),
@@ -215,7 +226,8 @@ pub fn diagnose(inputs: &Inputs, t: &Thresholds) -> Diagnosis {
             checks::close_wait(inputs, t),
             checks::fin_wait2(inputs, t),
         ],
-        states,
+        states: inputs.sockets.states(),
+        sockets_from: inputs.socket_origin.clone(),
         thresholds: t.clone(),
     }
 }
@@ -223,7 +235,7 @@ pub fn diagnose(inputs: &Inputs, t: &Thresholds) -> Diagnosis {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernel::procnet::Endpoint;
+    use crate::kernel::procnet::{Endpoint, Socket};
 
     fn sysctls(pairs: &[(&str, &str)]) -> BTreeMap<String, Value> {
         pairs
@@ -269,21 +281,26 @@ mod tests {
         counters.add_text(
             "TcpExt: TCPTimeWaitOverflow PAWSEstab ListenOverflows ListenDrops TCPReqQFullDrop\nTcpExt: 4 2 7 7 3\n",
         );
-        let mut sockets = Vec::new();
+        let sysctls = sysctls(&[
+            ("net.ipv4.ip_local_port_range", "40000 40099"),
+            ("net.netfilter.nf_conntrack_count", "16"),
+            ("net.netfilter.nf_conntrack_max", "16"),
+        ]);
+        let mut sockets = SocketTally::new(ephemeral_range(&sysctls));
         for port in 40000..40060 {
-            sockets.push(socket(
+            sockets.add(&socket(
                 &format!("127.0.0.1:{port}"),
                 "127.0.0.1:9000",
                 TcpState::TimeWait,
             ));
         }
         for port in 50000..50040 {
-            sockets.push(socket(
+            sockets.add(&socket(
                 "127.0.0.1:9001",
                 &format!("127.0.0.1:{port}"),
                 TcpState::CloseWait,
             ));
-            sockets.push(socket(
+            sockets.add(&socket(
                 &format!("127.0.0.1:{port}"),
                 "127.0.0.1:9002",
                 TcpState::FinWait2,
@@ -294,11 +311,8 @@ mod tests {
             counters,
             conntrack: ConntrackStats::parse(stats),
             sockets,
-            sysctls: sysctls(&[
-                ("net.ipv4.ip_local_port_range", "40000 40099"),
-                ("net.netfilter.nf_conntrack_count", "16"),
-                ("net.netfilter.nf_conntrack_max", "16"),
-            ]),
+            socket_origin: Origin::default(),
+            sysctls,
         };
         let t = Thresholds {
             close_wait: 40,

@@ -18,6 +18,7 @@ use nix::sys::stat::Mode;
 
 pub mod netns;
 pub mod procnet;
+pub mod sockets;
 
 use crate::error::{Error, KernelFault, Result};
 use crate::profile::key::SysctlKey;

@@ -3,10 +3,16 @@
 //! Pure functions of the text, so `doctor` can be tested on recorded files: the counter files
 //! (`netstat`, `snmp`: a header line of names and a line of values per group), conntrack's
 //! per-CPU statistics (`stat/nf_conntrack`: hex columns, one row per CPU) and the TCP socket
-//! tables (`tcp`, `tcp6`). Reading the files is the caller's job.
+//! tables (`tcp`, `tcp6`, also read a line at a time by [`each_socket`]). Opening the files
+//! is the caller's job.
+
+/// The default `/proc/net`: it shows the network namespace of the process reading it, so after
+/// `--netns` it is that namespace's.
+pub const PROC_NET: &str = "/proc/net";
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::io::{self, BufRead};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Counters by `Group.Name` (`TcpExt.ListenOverflows`, `Tcp.RetransSegs`).
@@ -114,23 +120,25 @@ pub enum TcpState {
 }
 
 impl TcpState {
-    fn from_code(code: u8) -> Option<Self> {
-        use TcpState::*;
-        const ALL: [TcpState; 12] = [
-            Established,
-            SynSent,
-            SynRecv,
-            FinWait1,
-            FinWait2,
-            TimeWait,
-            Close,
-            CloseWait,
-            LastAck,
-            Listen,
-            Closing,
-            NewSynRecv,
-        ];
-        ALL.get(usize::from(code).checked_sub(1)?).copied()
+    /// Every state, in the kernel's order (index + 1 = its code).
+    pub const ALL: [TcpState; 12] = [
+        TcpState::Established,
+        TcpState::SynSent,
+        TcpState::SynRecv,
+        TcpState::FinWait1,
+        TcpState::FinWait2,
+        TcpState::TimeWait,
+        TcpState::Close,
+        TcpState::CloseWait,
+        TcpState::LastAck,
+        TcpState::Listen,
+        TcpState::Closing,
+        TcpState::NewSynRecv,
+    ];
+
+    /// The state the kernel numbers `code` (1…12), as in /proc/net/tcp and sock_diag.
+    pub fn from_code(code: u8) -> Option<Self> {
+        Self::ALL.get(usize::from(code).checked_sub(1)?).copied()
     }
 }
 
@@ -171,13 +179,34 @@ pub struct Socket {
     pub rx_queue: u64,
 }
 
-/// Parses a /proc/net/tcp or tcp6 table; malformed rows are skipped.
+/// Parses a whole /proc/net/tcp or tcp6 table held in memory; malformed rows are skipped. The
+/// readers stream instead ([`each_socket`]); this is for recorded tables and tests.
 pub fn parse_sockets(text: &str) -> Vec<Socket> {
     text.lines().skip(1).filter_map(parse_socket).collect()
 }
 
-fn parse_socket(line: &str) -> Option<Socket> {
-    let mut fields = line.split_whitespace().skip(1);
+/// Hands every row of a /proc/net/tcp or tcp6 table to `each`, a line at a time: the table is
+/// never held whole, so memory stays flat however many sockets it lists. The header line and
+/// malformed rows are skipped.
+pub fn each_socket(mut table: impl BufRead, mut each: impl FnMut(&Socket)) -> io::Result<()> {
+    let mut line = String::with_capacity(256);
+    let mut header = true;
+    loop {
+        line.clear();
+        if table.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        if !std::mem::take(&mut header) {
+            if let Some(socket) = parse_socket(&line) {
+                each(&socket);
+            }
+        }
+    }
+}
+
+/// One table row: `sl local remote st tx_queue:rx_queue …`.
+pub fn parse_socket(line: &str) -> Option<Socket> {
+    let mut fields = line.split_ascii_whitespace().skip(1);
     let local = parse_endpoint(fields.next()?)?;
     let remote = parse_endpoint(fields.next()?)?;
     let state = TcpState::from_code(u8::from_str_radix(fields.next()?, 16).ok()?)?;
@@ -195,17 +224,19 @@ fn parse_socket(line: &str) -> Option<Socket> {
 fn parse_endpoint(text: &str) -> Option<Endpoint> {
     let (addr, port) = text.split_once(':')?;
     let port = u16::from_str_radix(port, 16).ok()?;
-    let words: Option<Vec<[u8; 4]>> = (0..addr.len() / 8)
-        .map(|i| {
-            let word = u32::from_str_radix(addr.get(i * 8..i * 8 + 8)?, 16).ok()?;
-            Some(word.to_ne_bytes())
-        })
-        .collect();
-    let bytes: Vec<u8> = words?.concat();
-    let ip = match bytes.len() {
-        4 => IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3])),
-        16 => IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(bytes).ok()?)),
-        _ => return None,
+    let mut bytes = [0u8; 16];
+    let words = addr.len() / 8;
+    if addr.len() % 8 != 0 || !(words == 1 || words == 4) {
+        return None;
+    }
+    for (i, chunk) in bytes.chunks_exact_mut(4).take(words).enumerate() {
+        let word = u32::from_str_radix(addr.get(i * 8..i * 8 + 8)?, 16).ok()?;
+        chunk.copy_from_slice(&word.to_ne_bytes());
+    }
+    let ip = if words == 1 {
+        IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(bytes))
     };
     Some(Endpoint { ip, port })
 }
@@ -213,6 +244,7 @@ fn parse_endpoint(text: &str) -> Option<Endpoint> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernel::sockets::SocketTally;
 
     #[test]
     fn counters_pair_header_and_value_lines() {
@@ -257,5 +289,55 @@ mod tests {
         let sockets = parse_sockets(tcp6);
         assert_eq!(sockets[0].local.to_string(), "[::1]:8080");
         assert_eq!(sockets[0].state, TcpState::CloseWait);
+    }
+
+    #[test]
+    fn tables_stream_into_a_tally_a_line_at_a_time() {
+        let mut table = String::from("  sl  local_address rem_address   st tx_queue rx_queue\n");
+        for i in 0..50u16 {
+            let port = 40000 + i;
+            table.push_str(&format!(
+                "{i:4}: 0100007F:{port:04X} 0100007F:2328 06 00000000:00000000 03:00000F5E 00000000     0        0 0 3 0000000000000000\n"
+            ));
+        }
+        table.push_str("  50: garbage row\n");
+        table.push_str("  51: 0100007F:2328 00000000:0000 0A 00000000:00000004 00:00000000 00000000     0        0 1");
+        // A 7-byte buffer splits every row across reads.
+        let mut streamed = SocketTally::new(Some((40000, 40999)));
+        each_socket(io::BufReader::with_capacity(7, table.as_bytes()), |s| {
+            streamed.add(s)
+        })
+        .unwrap();
+        let mut whole = SocketTally::new(Some((40000, 40999)));
+        for socket in parse_sockets(&table) {
+            whole.add(&socket);
+        }
+        assert_eq!(streamed, whole);
+        assert_eq!(
+            streamed.total(),
+            51,
+            "the header and the garbage row are skipped"
+        );
+        assert_eq!(streamed.count(TcpState::TimeWait), 50);
+        assert_eq!(streamed.ports_in_use(40000, 40999), 50);
+        assert_eq!(streamed.backlogged_listeners().values().sum::<u64>(), 4);
+    }
+
+    #[test]
+    fn malformed_endpoints_are_rejected() {
+        for text in [
+            "0100007F",
+            "0100007:1F90",
+            "0100007F0:1F90",
+            "0100007F:1F9G0",
+            "zz00007F:0050",
+            ":0050",
+        ] {
+            assert_eq!(parse_endpoint(text), None, "{text}");
+        }
+        assert_eq!(
+            parse_endpoint("0100007F:0050").unwrap().to_string(),
+            "127.0.0.1:80"
+        );
     }
 }

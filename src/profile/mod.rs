@@ -6,7 +6,6 @@
 //! `validate`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -206,6 +205,15 @@ impl Profile {
         let root = loader.resolve(path, display, None);
         *cache = std::mem::take(&mut loader.cache);
         let root = root?;
+        if loader.settings.is_empty() && !loader.sysctls_declared {
+            return Err(profile_error(
+                Location::start(path.display().to_string()),
+                "the profile sets no sysctls: it has no `sysctls:` field".into(),
+                Some(
+                    "add `sysctls:`; write `sysctls: {}` to apply an empty profile on purpose (it releases every key sysprof set)",
+                ),
+            ));
+        }
         let name = root.name.clone().unwrap_or_else(|| stem(path));
         Ok(Self {
             name,
@@ -269,6 +277,9 @@ struct Loader {
     rollout: Option<crate::profile::rollout::RolloutSpec>,
     hasher: Sha256,
     cache: ParseCache,
+    /// Some file of the chain has a `sysctls:` field (an empty one is an empty profile on
+    /// purpose).
+    sysctls_declared: bool,
 }
 
 impl Loader {
@@ -323,6 +334,13 @@ impl Loader {
     ) -> Result<Document> {
         let at = |node: &Node| location(file, node.mark);
         let mut doc = Document::default();
+        if !root.iter().any(|(k, _)| k.as_scalar() == Some("version")) {
+            return Err(profile_error(
+                Location::start(file.clone()),
+                "the profile has no `version` field".into(),
+                Some("start every profile file with `version: 1`"),
+            ));
+        }
         if let Some((_, parents)) = root.iter().find(|(k, _)| k.as_scalar() == Some("extends")) {
             for (parent, parent_at) in string_list(parents, file)? {
                 let parent_path = path.parent().unwrap_or(Path::new(".")).join(&parent);
@@ -338,7 +356,10 @@ impl Loader {
                 "description" => doc.description = Some(scalar_string(value, file, "description")?),
                 "extends" => {}
                 "context" => self.context(value, file)?,
-                "sysctls" => self.sysctls(value, file)?,
+                "sysctls" => {
+                    self.sysctls_declared = true;
+                    self.sysctls(value, file)?
+                }
                 "health" => self
                     .health
                     .merge(crate::profile::health::HealthSpec::parse(value, file)?),
@@ -396,44 +417,27 @@ impl Loader {
     }
 }
 
-fn missing(path: &Path, from: Option<Location>, e: std::io::Error) -> Error {
+fn missing(path: &Path, from: Option<Location>, why: impl std::fmt::Display) -> Error {
     match from {
         Some(at) => profile_error(
             at,
-            format!("cannot read parent profile {}: {e}", path.display()),
+            format!("cannot read parent profile {}: {why}", path.display()),
             None,
         ),
         // An unreadable profile is invalid input (exit 3), like a malformed one.
         None => profile_error(
-            Location {
-                file: path.display().to_string().into(),
-                line: 1,
-                col: 1,
-            },
-            format!("cannot read profile: {e}"),
+            Location::start(path.display().to_string()),
+            format!("cannot read profile: {why}"),
             None,
         ),
     }
 }
 
+/// The file's text: a regular file (a FIFO or device is refused before anything is read) of at
+/// most [`MAX_PROFILE_BYTES`] bytes of UTF-8.
 fn read_bounded(path: &Path, display: &Arc<str>, from: Option<Location>) -> Result<String> {
-    let file = std::fs::File::open(path).map_err(|e| missing(path, from.clone(), e))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_PROFILE_BYTES + 1)
-        .read_to_end(&mut bytes)
+    let bytes = crate::files::read(path, crate::files::Policy::input(MAX_PROFILE_BYTES))
         .map_err(|e| missing(path, from.clone(), e))?;
-    let start = Location {
-        file: display.clone(),
-        line: 1,
-        col: 1,
-    };
-    if bytes.len() as u64 > MAX_PROFILE_BYTES {
-        return Err(profile_error(
-            start,
-            format!("profile is larger than {} bytes", MAX_PROFILE_BYTES),
-            None,
-        ));
-    }
     String::from_utf8(bytes).map_err(|e| {
         let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
         let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
@@ -450,7 +454,12 @@ fn read_bounded(path: &Path, display: &Arc<str>, from: Option<Location>) -> Resu
     })
 }
 
+/// Longest mapping key YAML reads without explicit `? ` syntax (YAML 1.2, 7.4.2); a longer
+/// one is a key far past any sysctl name (256 bytes), said as such rather than as a YAML error.
+const MAX_IMPLICIT_KEY: usize = 1024;
+
 fn parse_root(text: &str, file: &Arc<str>) -> Result<Vec<(Node, Node)>> {
+    check_key_lengths(text, file)?;
     let node =
         yaml::parse(text).map_err(|e| profile_error(location(file, e.mark), e.message, None))?;
     let Some(node) = node else {
@@ -476,18 +485,27 @@ fn parse_root(text: &str, file: &Arc<str>) -> Result<Vec<(Node, Node)>> {
 }
 
 fn check_version(node: &Node, file: &Arc<str>) -> Result<()> {
-    let version = node.as_scalar().and_then(|s| s.parse::<i64>().ok());
-    if version == Some(FORMAT_VERSION) {
+    let plain_int = match &node.kind {
+        NodeKind::Scalar { text, plain: true } => text.parse::<i64>().ok(),
+        _ => None,
+    };
+    if plain_int == Some(FORMAT_VERSION) {
         return Ok(());
     }
-    let message = format!(
-        "unsupported profile format version {}",
-        node.as_scalar().unwrap_or("(not a scalar)")
-    );
+    let message = match &node.kind {
+        NodeKind::Scalar { text, plain: false } => format!(
+            "`version` is the string {:?}, not the number {FORMAT_VERSION}",
+            crate::error::shorten(text)
+        ),
+        _ => format!(
+            "unsupported profile format version {}",
+            crate::error::shorten(node.as_scalar().unwrap_or("(not a scalar)"))
+        ),
+    };
     Err(profile_error(
         location(file, node.mark),
         message,
-        Some("this sysprof reads `version: 1`"),
+        Some("write `version: 1` (a plain number) as the profile's first line"),
     ))
 }
 
@@ -729,6 +747,31 @@ fn of_key(key: &SysctlKey, err: Error) -> Error {
     }
 }
 
+/// Refuses a line whose key (the text before the first `: `) is longer than YAML can read.
+fn check_key_lengths(text: &str, file: &Arc<str>) -> Result<()> {
+    for (i, line) in text.lines().enumerate() {
+        let body = line.trim_start();
+        let key = body
+            .split(": ")
+            .next()
+            .unwrap_or(body)
+            .trim_end_matches(':');
+        if key.len() > MAX_IMPLICIT_KEY && !key.starts_with('#') {
+            let at = Location {
+                file: file.clone(),
+                line: i + 1,
+                col: line.len() - body.len() + 1,
+            };
+            let message = format!(
+                "this key is {} bytes long; a sysctl name is at most 256 bytes",
+                key.len()
+            );
+            return Err(profile_error(at, message, None));
+        }
+    }
+    Ok(())
+}
+
 /// Whether a parsed file names at least one profile field at the top level: only then is it
 /// treated (and quoted in errors) as a profile when its name does not end in `.yaml`/`.yml`.
 fn has_profile_field(root: &[(Node, Node)]) -> bool {
@@ -741,7 +784,8 @@ fn has_profile_field(root: &[(Node, Node)]) -> bool {
 fn not_a_profile(file: &Arc<str>) -> Error {
     profile_error(
         Location::start(file.clone()),
-        "this file is not a sysprof profile: none of its top-level fields is a profile field".into(),
+        "this file is not a sysprof profile: none of its top-level fields is a profile field"
+            .into(),
         Some("a profile is YAML with `version: 1` and `sysctls:`"),
     )
 }
@@ -820,17 +864,17 @@ mod tests {
         write(
             dir.path(),
             "a.yaml",
-            "sysctls:\n  net.ipv4.tcp_fin_timeout: 30\n  net.core.somaxconn: 1024\ncontext:\n  nat: true\n",
+            "version: 1\nsysctls:\n  net.ipv4.tcp_fin_timeout: 30\n  net.core.somaxconn: 1024\ncontext:\n  nat: true\n",
         );
         write(
             dir.path(),
             "b.yaml",
-            "sysctls:\n  net.core.somaxconn: 2048\n",
+            "version: 1\nsysctls:\n  net.core.somaxconn: 2048\n",
         );
         let child = write(
             dir.path(),
             "c.yaml",
-            "name: c\nextends: [a.yaml, b.yaml]\nsysctls:\n  net/ipv4/tcp_fin_timeout:\n    value: 20\n    reason: r\n  net.ipv4.ip_local_port_range: [1024, 65535]\n",
+            "version: 1\nname: c\nextends: [a.yaml, b.yaml]\nsysctls:\n  net/ipv4/tcp_fin_timeout:\n    value: 20\n    reason: r\n  net.ipv4.ip_local_port_range: [1024, 65535]\n",
         );
         let profile = Profile::load(&child).unwrap();
         let get = |k: &str| profile.get(&SysctlKey::parse(k).unwrap()).unwrap();
@@ -838,9 +882,9 @@ mod tests {
         let fin = get("net.ipv4.tcp_fin_timeout");
         assert_eq!(
             (fin.value.to_string().as_str(), fin.at.line, fin.at.col),
-            ("20", 4, 3)
+            ("20", 5, 3)
         );
-        assert_eq!(fin.value_at.line, 5);
+        assert_eq!(fin.value_at.line, 6);
         assert!(fin.at.file.ends_with("c.yaml"));
         assert_eq!(
             get("net.ipv4.ip_local_port_range").value.tokens(),
@@ -854,13 +898,25 @@ mod tests {
     #[test]
     fn cycles_and_missing_parents_are_errors() {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "a.yaml", "extends: [b.yaml]\nsysctls: {}\n");
-        let b = write(dir.path(), "b.yaml", "extends: a.yaml\nsysctls: {}\n");
+        write(
+            dir.path(),
+            "a.yaml",
+            "version: 1\nextends: [b.yaml]\nsysctls: {}\n",
+        );
+        let b = write(
+            dir.path(),
+            "b.yaml",
+            "version: 1\nextends: a.yaml\nsysctls: {}\n",
+        );
         assert!(matches!(Profile::load(&b), Err(Error::ExtendsCycle { .. })));
-        let c = write(dir.path(), "c.yaml", "sysctls: {}\nextends: [nope.yaml]\n");
+        let c = write(
+            dir.path(),
+            "c.yaml",
+            "version: 1\nsysctls: {}\nextends: [nope.yaml]\n",
+        );
         let err = Profile::load(&c).unwrap_err().to_string();
         assert!(
-            err.contains("c.yaml:2:11") && err.contains("nope.yaml"),
+            err.contains("c.yaml:3:11") && err.contains("nope.yaml"),
             "{err}"
         );
     }
@@ -871,9 +927,9 @@ mod tests {
         write(
             dir.path(),
             "base.yaml",
-            "sysctls:\n  net.core.somaxconn: 4096\n",
+            "version: 1\nsysctls:\n  net.core.somaxconn: 4096\n",
         );
-        let child = "extends: base.yaml\nsysctls:\n  net.ipv4.tcp_fin_timeout: 30\n";
+        let child = "version: 1\nextends: base.yaml\nsysctls:\n  net.ipv4.tcp_fin_timeout: 30\n";
         let a = write(dir.path(), "a.yaml", child);
         let b = write(dir.path(), "b.yaml", child);
         let mut cache = ParseCache::default();
@@ -900,43 +956,70 @@ mod tests {
         let cases = [
             ("", "1:1", "empty"),
             ("- a\n", "1:1", "mapping"),
-            ("sysctl:\n  a.b: 1\n", "1:1", "did you mean `sysctls`"),
+            (
+                "version: 1\nsysctl:\n  a.b: 1\n",
+                "2:1",
+                "did you mean `sysctls`",
+            ),
+            ("sysctls:\n  a.b: 1\n", "1:1", "no `version` field"),
+            (
+                "version: \"1\"\nsysctls: {}\n",
+                "1:10",
+                "the string \"1\", not the number 1",
+            ),
+            ("version: 1\nname: x\n", "1:1", "sets no sysctls"),
+            (
+                Box::leak(
+                    format!("version: 1\nsysctls:\n  net.{}: 1\n", "x".repeat(20_000))
+                        .into_boxed_str(),
+                ),
+                "3:3",
+                "20004 bytes long",
+            ),
             (
                 "version: 2\nsysctls: {}\n",
                 "1:10",
                 "unsupported profile format version 2",
             ),
             (
-                "sysctls:\n  net.ipv4.tcp_fin_timeout: 030\n",
-                "2:29",
+                "version: 1\nsysctls:\n  net.ipv4.tcp_fin_timeout: 030\n",
+                "3:29",
                 "plain decimal",
             ),
             (
-                "sysctls:\n  net.ipv4.tcp_fin_timeout: true\n",
-                "2:29",
+                "version: 1\nsysctls:\n  net.ipv4.tcp_fin_timeout: true\n",
+                "3:29",
                 "not a sysctl value",
             ),
             (
-                "sysctls:\n  net.ipv4.tcp_fin_timeout:\n",
-                "2:27",
+                "version: 1\nsysctls:\n  net.ipv4.tcp_fin_timeout:\n",
+                "3:27",
                 "has no value",
             ),
             (
-                "sysctls:\n  net.ipv4.tcp_fin_timeout: {reason: x}\n",
-                "2:3",
+                "version: 1\nsysctls:\n  net.ipv4.tcp_fin_timeout: {reason: x}\n",
+                "3:3",
                 "has no `value`",
             ),
             (
-                "sysctls:\n  ../etc/passwd: 1\n",
-                "2:3",
+                "version: 1\nsysctls:\n  ../etc/passwd: 1\n",
+                "3:3",
                 "leave the sysctl root",
             ),
-            ("sysctls:\n  a.b: 1\n  a/b: 2\n", "3:3", "set twice"),
-            ("context:\n  natt: true\n", "2:3", "did you mean `nat`"),
-            ("context:\n  nat: 1\n", "2:8", "true or false"),
             (
-                "sysctls:\n  a.b: {value: 1, why: x}\n",
-                "2:19",
+                "version: 1\nsysctls:\n  a.b: 1\n  a/b: 2\n",
+                "4:3",
+                "set twice",
+            ),
+            (
+                "version: 1\ncontext:\n  natt: true\n",
+                "3:3",
+                "did you mean `nat`",
+            ),
+            ("version: 1\ncontext:\n  nat: 1\n", "3:8", "true or false"),
+            (
+                "version: 1\nsysctls:\n  a.b: {value: 1, why: x}\n",
+                "3:19",
                 "unknown setting field",
             ),
         ];

@@ -99,13 +99,26 @@ pub fn duration(node: &Node, file: &Arc<str>, what: &str) -> Result<Duration> {
     })
 }
 
-/// Parses `90s`, `5m`, `1h 30m`, `500ms`, or a bare number of seconds.
+/// The longest duration sysprof accepts anywhere (watch windows, confirm deadlines, intervals):
+/// a year. Anything longer is a typo, and deadlines must stay far from clock overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// Parses `90s`, `5m`, `1h 30m`, `500ms`, or a bare number of seconds, up to [`MAX_DURATION`].
 pub fn parse_duration(raw: &str) -> std::result::Result<Duration, String> {
     let raw = raw.trim();
-    if let Ok(secs) = raw.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
+    let shown = crate::error::shorten(raw);
+    let parsed = match raw.parse::<u64>() {
+        Ok(secs) => Ok(Duration::from_secs(secs)),
+        Err(_) => {
+            humantime::parse_duration(raw).map_err(|e| format!("{shown:?} is not a duration ({e})"))
+        }
+    }?;
+    if parsed > MAX_DURATION {
+        return Err(format!(
+            "{shown:?} is longer than a year (366d), the most sysprof accepts"
+        ));
     }
-    humantime::parse_duration(raw).map_err(|e| format!("{raw:?} is not a duration ({e})"))
+    Ok(parsed)
 }
 
 /// Refuses a field not in `expected`, with a did-you-mean.
@@ -154,5 +167,14 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("-5s").is_err());
+        assert_eq!(parse_duration("366d"), Ok(MAX_DURATION));
+        for huge in [
+            "18446744073709551615s",
+            "18446744073709551615",
+            "600000000y",
+            "367d",
+        ] {
+            assert!(parse_duration(huge).is_err(), "{huge}");
+        }
     }
 }

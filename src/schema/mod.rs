@@ -89,11 +89,20 @@ impl Schema {
     /// The text and everything parsed from it is leaked: a schema is loaded once per process
     /// and lives until exit.
     pub fn from_dir(dir: &Path) -> Result<Self> {
-        let read = |name: &str| {
-            let path = dir.join(name);
-            let text = std::fs::read_to_string(&path).map_err(|e| Error::io("read", &path, e))?;
-            Ok::<_, Error>((&*text.leak(), path.display().to_string()))
-        };
+        let read =
+            |name: &str| {
+                let path = dir.join(name);
+                let bytes = crate::files::read(&path, crate::files::Policy::input(64 << 20))
+                    .map_err(|e| Error::Schema {
+                        file: path.display().to_string(),
+                        message: format!("cannot read it: {e}"),
+                    })?;
+                let text = String::from_utf8(bytes).map_err(|_| Error::Schema {
+                    file: path.display().to_string(),
+                    message: "not UTF-8".into(),
+                })?;
+                Ok::<_, Error>((&*text.leak(), path.display().to_string()))
+            };
         let (keys, keys_file) = read("keys.yaml")?;
         let (rules, rules_file) = read("rules.yaml")?;
         Self::from_texts(keys, &keys_file, rules, &rules_file)

@@ -56,6 +56,12 @@ pub const CODE_RULES: &[CodeRule] = &[
         sources: &["kernel/sysctl.c proc_dou8vec_minmax, proc_dointvec_minmax"],
     },
     CodeRule {
+        id: "negative-value",
+        severity: Severity::Error,
+        summary: "a negative value for a key whose documented range starts at zero or above (a time, size or count): the kernel may take it, but it means nothing sane",
+        sources: &["schema/keys.yaml (recommended)"],
+    },
+    CodeRule {
         id: "recommended-bounds",
         severity: Severity::Warning,
         summary: "the value is outside the sane range documented for the key",

@@ -227,6 +227,22 @@ fn check_bounds(b: &FindingBuilder, spec: &KeySpec, value: &Value, out: &mut Vec
         }
     }
     if let Some(bounds) = spec.recommended {
+        let non_negative = bounds.min.is_some_and(|min| min >= 0);
+        if let Some(n) = numbers.iter().find(|n| non_negative && **n < 0) {
+            let unit = spec.unit.map(|u| format!(" ({u})")).unwrap_or_default();
+            let message = format!(
+                "{key}: {n} is negative, but the value is a quantity{unit} whose sane range is {bounds}"
+            );
+            let help = Some("write a value in the recommended range; check the key's caveat with `sysprof explain`".into());
+            out.push(b.finding(
+                Severity::Error,
+                "negative-value",
+                message,
+                help,
+                spec.sources,
+            ));
+            return;
+        }
         if let Some(n) = numbers.iter().find(|n| !bounds.contains(**n)) {
             let message = format!(
                 "{key}: {n} is outside the recommended range {bounds}: {}",

@@ -9,11 +9,11 @@ use crate::error::{Result, exit};
 /// Lists every recorded change, verifying each snapshot.
 pub fn run(s: &Settings, out: &mut Output) -> Result<i32> {
     let ctx = s.context()?;
-    let entries = history::entries(&ctx)?;
+    let history = history::entries(&ctx)?;
     if out.json() {
-        out.emit(&serde_json::json!({ "ok": true, "entries": entries }))?;
+        out.emit(&serde_json::json!({ "ok": true, "entries": history.entries, "damaged": history.damaged }))?;
     } else {
-        out.block(|w| render::history(w, &entries))?;
+        out.block(|w| render::history(w, &history))?;
     }
     Ok(exit::OK)
 }

@@ -47,7 +47,7 @@ pub fn dispatch(s: &Settings, command: &Command, out: &mut Output) -> Result<i32
         Command::Show { id } => show::run(s, id, out),
         Command::Rollback { to, dry_run } => rollback::run(s, to.as_deref(), *dry_run, out),
         Command::Status => status::run(s, out),
-        Command::Recover => recover::run(s, out),
+        Command::Recover { discard_journal } => recover::run(s, *discard_journal, out),
         Command::Rollout(command) => rollout_dispatch(s, command, out),
         adopt_or_docs => adopt_dispatch(s, adopt_or_docs, out),
     }

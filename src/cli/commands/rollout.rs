@@ -8,7 +8,8 @@ use crate::cli::render::report;
 
 use crate::error::Location;
 use crate::error::{Error, Result, exit};
-use crate::profile::Profile;
+use crate::files;
+use crate::profile::{MAX_PROFILE_BYTES, Profile};
 
 /// `sysprof rollout plan PROFILE --hosts FILE`: which hosts land in which stage.
 pub fn plan(path: &Path, hosts_file: &Path, out: &mut Output) -> Result<i32> {
@@ -19,7 +20,13 @@ pub fn plan(path: &Path, hosts_file: &Path, out: &mut Output) -> Result<i32> {
         help: Some("add `rollout: {stages: [{name: canary, percent: 1}, …]}`".into()),
         snippet: None,
     })?;
-    let text = std::fs::read_to_string(hosts_file).map_err(|e| Error::io("read", hosts_file, e))?;
+    let bytes = files::read(hosts_file, files::Policy::input(MAX_PROFILE_BYTES)).map_err(|e| {
+        Error::Input {
+            message: format!("cannot read hosts file {}: {e}", hosts_file.display()),
+            help: None,
+        }
+    })?;
+    let text = String::from_utf8_lossy(&bytes);
     let hosts = cohort::parse_hosts(&text).map_err(|why| Error::Profile {
         at: Location::start(hosts_file.display().to_string()),
         message: format!("hosts file: {why}"),

@@ -22,17 +22,20 @@ pub fn run(s: &Settings, out: &mut Output) -> Result<i32> {
         .store
         .lock_holder()
         .filter(|pid| ctx.env.process(*pid).is_some());
-    let entries = history::entries(&ctx)?;
-    let last = entries.last();
+    let history = history::entries(&ctx)?;
+    let last = history.last();
     // Every key sysprof ever wrote, at the value it last wrote (not just the last change).
-    let drift = drift::detect(&ctx.tree, &entries);
+    let drift = drift::detect(&ctx.tree, &history.entries);
     let pending = confirm::load(&ctx.store)?;
     let (pending_json, pending_line) = pending_status(&ctx, pending.as_ref());
     if out.json() {
-        out.emit(&serde_json::json!({ "ok": true, "state_dir": ctx.store.dir(), "unfinished": journal, "lock_holder": holder, "last": last, "drift": drift, "pending": pending_json }))?;
+        out.emit(&serde_json::json!({ "ok": true, "state_dir": ctx.store.dir(), "unfinished": journal, "lock_holder": holder, "last": last, "damaged": history.damaged, "drift": drift, "pending": pending_json }))?;
         return Ok(exit::OK);
     }
-    let lines = lines(&ctx, journal.as_ref(), pending_line, holder, last, &drift);
+    let mut lines = lines(&ctx, journal.as_ref(), pending_line, holder, last, &drift);
+    lines.extend(history.damaged.iter().map(|d| {
+        format!("DAMAGED history entry #{} ({}): {}; `sysprof history` lists it, rollback past it is refused", d.seq, &d.id[..SHORT_ID.min(d.id.len())], d.why)
+    }));
     out.block(|w| lines.iter().try_for_each(|line| writeln!(w, "{line}")))?;
     Ok(exit::OK)
 }

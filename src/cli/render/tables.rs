@@ -4,7 +4,7 @@ use std::io::{self, Write};
 
 use anstyle::Style;
 
-use crate::change::history::Entry;
+use crate::change::history::History;
 use crate::change::plan::{Plan, Status};
 use crate::change::record::{Record, RecordKind, SHORT_ID};
 use crate::cli::render::{BOLD, CYAN, DIM, GREEN, RED, YELLOW, paint};
@@ -116,8 +116,9 @@ pub fn record(out: &mut dyn Write, record: &Record) -> io::Result<()> {
 }
 
 /// The history as a table.
-pub fn history(out: &mut dyn Write, entries: &[Entry]) -> io::Result<()> {
-    if entries.is_empty() {
+pub fn history(out: &mut dyn Write, history: &History) -> io::Result<()> {
+    let entries = &history.entries;
+    if entries.is_empty() && history.damaged.is_empty() {
         return writeln!(out, "no changes recorded yet");
     }
     let mut rows = vec![
@@ -166,6 +167,22 @@ pub fn history(out: &mut dyn Write, entries: &[Entry]) -> io::Result<()> {
             plain(e.record.changes.len().to_string()),
             state,
         ]);
+    }
+    for d in &history.damaged {
+        let at = rows
+            .iter()
+            .skip(1)
+            .position(|r| r[0].0.parse::<u64>().is_ok_and(|s| s > d.seq));
+        let row = vec![
+            plain(d.seq.to_string()),
+            (d.id[..SHORT_ID.min(d.id.len())].to_owned(), RED),
+            plain("?"),
+            plain("?"),
+            plain("?"),
+            plain("?"),
+            (format!("DAMAGED: {}", d.why), RED),
+        ];
+        rows.insert(at.map_or(rows.len(), |i| i + 1), row);
     }
     table(out, &rows)
 }

@@ -2,10 +2,8 @@
 //!
 //! Each names the fix, the keys and the shipped profiles; none reads anything (see `Inputs`).
 
-use std::collections::BTreeMap;
-
 use super::{Check, Inputs, Thresholds, Verdict};
-use crate::kernel::procnet::{Endpoint, Socket, TcpState};
+use crate::kernel::procnet::TcpState;
 
 fn counter_evidence(inputs: &Inputs, names: &[&str]) -> Vec<String> {
     names
@@ -155,14 +153,9 @@ pub(super) fn listen_overflow(inputs: &Inputs, t: &Thresholds) -> Check {
     let overflows = inputs.counters.value("TcpExt.ListenOverflows");
     check.evidence = counter_evidence(inputs, &["TcpExt.ListenOverflows", "TcpExt.ListenDrops"]);
     check.evidence.push(inputs.shown("net.core.somaxconn"));
-    for socket in inputs
-        .sockets
-        .iter()
-        .filter(|s| s.state == TcpState::Listen && s.rx_queue > 0)
-    {
+    for (local, waiting) in inputs.sockets.backlogged_listeners() {
         check.evidence.push(format!(
-            "listener {} has {} connection(s) waiting to be accepted",
-            socket.local, socket.rx_queue
+            "listener {local} has {waiting} connection(s) waiting to be accepted"
         ));
     }
     if overflows >= t.min_count {
@@ -234,16 +227,13 @@ pub(super) fn ephemeral_ports(inputs: &Inputs, t: &Thresholds) -> Check {
         );
     };
     let size = (high - low + 1).max(1) as usize;
-    let in_range = |s: &Socket| (low..=high).contains(&i128::from(s.local.port));
-    let mut per_destination: BTreeMap<(std::net::IpAddr, Endpoint), usize> = BTreeMap::new();
-    for s in inputs
+    // TIME_WAIT per destination, for local ports inside the range (counted by the tally).
+    let mut worst: Vec<_> = inputs
         .sockets
+        .time_wait_by_destination()
         .iter()
-        .filter(|s| s.state == TcpState::TimeWait && in_range(s))
-    {
-        *per_destination.entry((s.local.ip, s.remote)).or_default() += 1;
-    }
-    let mut worst: Vec<_> = per_destination.into_iter().collect();
+        .map(|(key, n)| (*key, *n))
+        .collect();
     worst.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     check.evidence.push(format!(
         "{} = {low} {high} ({size} ports)",
@@ -276,16 +266,8 @@ pub(super) fn close_wait(inputs: &Inputs, t: &Thresholds) -> Check {
         "sockets in CLOSE_WAIT = {n} (threshold {})",
         t.close_wait
     ));
-    let mut by_local: BTreeMap<Endpoint, usize> = BTreeMap::new();
-    for s in inputs
-        .sockets
-        .iter()
-        .filter(|s| s.state == TcpState::CloseWait)
-    {
-        *by_local.entry(s.local).or_default() += 1;
-    }
-    let mut top: Vec<_> = by_local.into_iter().collect();
-    top.sort_by_key(|entry| std::cmp::Reverse(entry.1));
+    let mut top: Vec<_> = inputs.sockets.close_wait_by_local().iter().collect();
+    top.sort_by_key(|entry| std::cmp::Reverse(*entry.1));
     for (local, count) in top.iter().take(3) {
         check.evidence.push(format!("{count} on local {local}"));
     }
