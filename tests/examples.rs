@@ -1,4 +1,5 @@
-//! The GitOps and Kubernetes examples, run or checked for real: the CI script validates every
+//! The demo, GitOps and Kubernetes examples, run or checked for real: examples/demo.sh builds
+//! (honouring CARGO_TARGET_DIR) and tours in a throwaway namespace; the CI script validates every
 //! shipped profile for the fleet and publishes JSON plans (and fails on a broken profile); the
 //! pod example holds exactly what `k8s pod-sysctls` renders; the DaemonSet is what its comments
 //! claim and its embedded node profile validates.
@@ -234,4 +235,88 @@ fn the_daemonset_is_privileged_on_the_host_network_and_watches_canary_nodes() {
     let node = sb.file("node.yaml", config["data"]["node.yaml"].as_str().unwrap());
     sb.run(&["validate", "--kernel", "6.1", node.to_str().unwrap()])
         .expect(0);
+}
+
+/// The target triple of this toolchain.
+fn host_triple() -> String {
+    let out = Command::new("rustc").arg("-vV").output().unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .unwrap()
+        .to_owned()
+}
+
+/// examples/demo.sh builds through cargo and takes the binary's path from cargo's own report, so
+/// CARGO_TARGET_DIR (and a `--target` layout) cannot lose it; it shows the build's progress, runs
+/// the tour in a throwaway network namespace that it removes, and ends saying where the binary
+/// is. It builds here with scripts/build-static's target dir and flags, so the suite compiles
+/// that release binary once (tests/static_build.rs and tests/image.rs use the same).
+#[test]
+fn the_demo_builds_where_cargo_says_and_tours_in_a_namespace() {
+    let Some(probe) = common::Netns::create() else {
+        return;
+    };
+    drop(probe);
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| repo().join("target"))
+        .join("static-build");
+    let host = host_triple();
+    let keys = [
+        "net.ipv4.tcp_fin_timeout",
+        "net.ipv4.tcp_syn_retries",
+        "net.ipv4.ip_local_port_range",
+    ];
+    let before: Vec<String> = keys.iter().map(|k| common::host_value(k)).collect();
+    let run = Command::new(repo().join("examples/demo.sh"))
+        .args(["--release", "--target", &host])
+        .env("CARGO_TARGET_DIR", &target)
+        .env("RUSTFLAGS", " -C target-feature=+crt-static")
+        .env_remove("SYSPROF")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
+    assert!(run.status.success(), "{stdout}\n--- stderr\n{stderr}");
+    assert!(
+        stderr.contains(&format!("== cargo build --release --target {host}"))
+            && stderr.contains("Finished `release` profile"),
+        "build progress is shown\n{stderr}"
+    );
+    let bin = target.join(&host).join("release/sysprof");
+    assert!(
+        stdout.ends_with(&format!(
+            "sysprof is at {}\nput it on PATH with:  cargo install --path .    (or: export PATH=\"{}:$PATH\")\n",
+            bin.display(),
+            bin.parent().unwrap().display()
+        )),
+        "{stdout}"
+    );
+    for line in [
+        "== validate every shipped profile for this kernel",
+        "applied datacenter-client (9 key(s)), persisted to",
+        "restored the state from before",
+    ] {
+        assert!(stdout.contains(line), "no {line:?}\n{stdout}");
+    }
+    let after_apply = stdout.split("== the namespace after\n").nth(1).unwrap();
+    assert!(
+        after_apply.starts_with("  tcp_fin_timeout        5\n  tcp_syn_retries        2\n"),
+        "{after_apply}"
+    );
+    let ns = stdout
+        .split("== the namespace ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap();
+    assert!(ns.starts_with("sysprof-demo-"), "{ns}");
+    let list = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&list.stdout).contains(ns),
+        "{ns} was removed"
+    );
+    let after: Vec<String> = keys.iter().map(|k| common::host_value(k)).collect();
+    assert_eq!(before, after, "the host's sysctls are untouched");
 }
