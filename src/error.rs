@@ -360,7 +360,9 @@ impl Error {
                 ..
             } => {
                 if undo_failures.is_empty() {
-                    cause.exit_code().max(exit::KERNEL_REFUSED)
+                    // Everything was restored: the exit code is the cause's own (the kernel
+                    // refusing a value is 4; a history that would not take the commit is 1).
+                    cause.exit_code()
                 } else {
                     exit::INCOMPLETE_UNDO
                 }

@@ -121,10 +121,13 @@ fn daemonset_image() -> String {
         .to_owned()
 }
 
+/// The regular files directly in `dir` (the image leaves subdirectories such as schema/gen out).
 fn files_of(dir: &str) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(repo().join(dir))
         .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().unwrap().is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
     names

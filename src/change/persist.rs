@@ -6,6 +6,7 @@
 //! decided by `apply`.
 
 use std::fmt::Write as _;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use crate::change::plan::{Plan, Status};
@@ -59,6 +60,38 @@ pub fn read(path: &Path, uid: u32) -> Result<Option<String>> {
                 .map_err(|_| Error::state(format!("{} is not UTF-8 text", path.display()), None))
         })
         .transpose()
+}
+
+/// What a change will do to the file, prepared before the first kernel write: the new content
+/// written and flushed beside it (the directory created 0755 first if missing, as packages do),
+/// or for a removal, the directory checked for write permission.
+pub fn stage(path: &Path, content: Option<&str>, uid: u32) -> Result<Option<store::Staged>> {
+    let (dir, name) = split(path)?;
+    let refuse = |why: String| {
+        Error::environment(
+            format!(
+                "cannot write the persisted file {}: {why}; nothing was changed",
+                path.display()
+            ),
+            Some("fix the directory (or pass --sysctl-d DIR, or --no-persist)"),
+        )
+    };
+    crate::files::check_trusted_path(dir, uid).map_err(refuse)?;
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)
+            .map_err(|e| refuse(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    match content {
+        Some(text) => store::stage(dir, name, text.as_bytes(), 0o644)
+            .map(Some)
+            .map_err(|e| refuse(e.to_string())),
+        None => store::check_writable_dir(dir)
+            .map(|()| None)
+            .map_err(|e| refuse(e.to_string())),
+    }
 }
 
 /// Replaces the file with `content`, or removes it for `None`.

@@ -510,6 +510,21 @@ impl Store {
         }
     }
 
+    /// Checks, writing nothing, that a commit could append to the history (before any kernel
+    /// write, so a history that cannot be written stops a change before it starts).
+    pub fn check_writable(&self) -> Result<()> {
+        let path = self.dir.join(HISTORY);
+        match OpenOptions::new()
+            .append(true)
+            .custom_flags(libc_nofollow())
+            .open(&path)
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => check_writable_dir(&self.dir),
+            Err(e) => Err(Error::io("append to", &path, e)),
+        }
+    }
+
     /// Appends the record to the history, then drops the journal.
     pub fn commit(&self, _lock: &StoreLock, id: &str) -> Result<u64> {
         let (entries, complete) = self.read_history()?;
@@ -703,7 +718,21 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
 
 /// [`write_atomic`] with an explicit file mode (the persisted sysctl.d file is world-readable).
 pub fn write_atomic_mode(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> Result<()> {
-    let target = dir.join(name);
+    stage(dir, name, bytes, mode)?.install()
+}
+
+/// A file written and flushed next to its place, waiting to be renamed over it: what can fail
+/// (permissions, a read-only or full file system) fails while nothing else has changed yet.
+#[derive(Debug)]
+pub struct Staged {
+    temp: tempfile::NamedTempFile,
+    dir: PathBuf,
+    name: String,
+}
+
+/// Writes `bytes` to a temp file (`mode`) in `dir` and flushes it; [`Staged::install`] renames it
+/// to `name`. Dropped without installing, the temp file is removed.
+pub fn stage(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> Result<Staged> {
     let mut temp = tempfile::Builder::new()
         .prefix(&format!(".{name}."))
         .permissions(fs::Permissions::from_mode(mode))
@@ -712,11 +741,30 @@ pub fn write_atomic_mode(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> Res
     temp.write_all(bytes)
         .and_then(|_| temp.as_file().sync_all())
         .map_err(|e| Error::io("write", temp.path().to_owned(), e))?;
-    crate::change::fault::point("before-rename", name);
-    temp.persist(&target)
-        .map_err(|e| Error::io("rename into", &target, e.error))?;
-    crate::change::fault::point("after-rename", name);
-    sync_dir(dir)
+    Ok(Staged {
+        temp,
+        dir: dir.to_owned(),
+        name: name.to_owned(),
+    })
+}
+
+impl Staged {
+    /// Renames the staged file into place and flushes the directory.
+    pub fn install(self) -> Result<()> {
+        let target = self.dir.join(&self.name);
+        crate::change::fault::point("before-rename", &self.name);
+        self.temp
+            .persist(&target)
+            .map_err(|e| Error::io("rename into", &target, e.error))?;
+        crate::change::fault::point("after-rename", &self.name);
+        sync_dir(&self.dir)
+    }
+}
+
+/// Whether this process may create files in `dir` (for a removal planned later).
+pub fn check_writable_dir(dir: &Path) -> Result<()> {
+    nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK)
+        .map_err(|e| Error::io("write into", dir, std::io::Error::from(e)))
 }
 
 /// Removes `path` if present, without fsyncing its directory.

@@ -20,7 +20,7 @@ use crate::change::context::Context;
 use crate::change::fault;
 use crate::change::persist;
 use crate::change::record::{Change, KeyChange, PersistChange, Record};
-use crate::change::store::{Journal, Phase, StoreLock};
+use crate::change::store::{Journal, Phase, Staged, StoreLock};
 use crate::error::{Error, KernelFault, Result};
 use crate::kernel::SysctlTree;
 use crate::profile::key::SysctlKey;
@@ -40,8 +40,15 @@ pub struct Committed {
 /// Executes `change` under the lock and records it; see the module docs for the order.
 pub fn execute(ctx: &Context, lock: &StoreLock, change: Change) -> Result<Committed> {
     let record = Record::new(change, ctx.stamp()?);
+    // Everything that could fail later is tried first, while nothing has changed: the history
+    // must take an append, the persisted file is written beside its place.
+    ctx.store.check_writable()?;
+    let staged = match &record.persist {
+        Some(p) => persist::stage(Path::new(&p.path), p.after.as_deref(), ctx.store.euid())?,
+        None => None,
+    };
     let mut txn = Transaction::begin(ctx, lock, &record)?;
-    if let Err(cause) = txn.carry_out(&record) {
+    if let Err(cause) = txn.carry_out(&record, staged) {
         return Err(txn.abort(cause));
     }
     // No journal write between here and the commit: until the history names the record, the
@@ -207,14 +214,17 @@ impl<'c> Transaction<'c> {
         }
     }
 
-    /// Writes every key of the record, then the persisted file.
-    fn carry_out(&mut self, record: &Record) -> Result<()> {
+    /// Writes every key of the record, then puts the staged persisted file in place.
+    fn carry_out(&mut self, record: &Record, staged: Option<Staged>) -> Result<()> {
         for change in &record.changes {
             self.write(change)?;
         }
         if let Some(p) = &record.persist {
             self.persisted = Some(p.clone());
-            persist::write(Path::new(&p.path), p.after.as_deref())?;
+            match staged {
+                Some(staged) => staged.install()?,
+                None => persist::write(Path::new(&p.path), p.after.as_deref())?,
+            }
         }
         Ok(())
     }
@@ -239,11 +249,16 @@ impl<'c> Transaction<'c> {
         Ok(())
     }
 
-    /// Appends the record to the history and drops the journal.
+    /// Appends the record to the history and drops the journal. If the history cannot take
+    /// it, the change is undone rather than left in place for the next command to undo.
     pub fn commit(mut self) -> Result<(String, u64)> {
-        let seq = self.ctx.store.commit(self.lock, &self.id)?;
-        self.done = true;
-        Ok((std::mem::take(&mut self.id), seq))
+        match self.ctx.store.commit(self.lock, &self.id) {
+            Ok(seq) => {
+                self.done = true;
+                Ok((std::mem::take(&mut self.id), seq))
+            }
+            Err(cause) => Err(self.abort(cause)),
+        }
     }
 
     /// Undoes everything written, in reverse; drops the journal (and the record) only when
