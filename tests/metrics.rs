@@ -462,7 +462,14 @@ fn every_family(sb: &Sandbox) -> Vec<String> {
         "q.yaml",
         "version: 1\nsysctls:\n  net.ipv4.tcp_fin_timeout: 30\n",
     );
-    let confirm = ["--confirm-within", "120s", "--watcher", "fork"];
+    // --keep-released: web's key stays held (and drifted) while q awaits confirmation.
+    let confirm = [
+        "--confirm-within",
+        "120s",
+        "--watcher",
+        "fork",
+        "--keep-released",
+    ];
     sb.run(&[&["apply", q.to_str().unwrap()], &confirm[..]].concat())
         .expect(0);
     let net = sb.dir.path().join("net");

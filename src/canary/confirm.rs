@@ -195,6 +195,8 @@ pub struct Request {
     pub boot_id: Option<String>,
     /// How the watcher is started, recorded for `status`.
     pub watcher: String,
+    /// Keep (and persist) keys sysprof set earlier that the profile no longer names.
+    pub keep_released: bool,
 }
 
 /// What [`start`] did.
@@ -243,7 +245,12 @@ pub fn start(
         }
     }
     save(&ctx.store, &pending)?;
-    let applied = apply::apply(ctx, &lock, profile, &Persist::No, false);
+    let options = apply::Options {
+        persist: Persist::No,
+        dry_run: false,
+        keep_released: req.keep_released,
+    };
+    let applied = apply::apply(ctx, &lock, profile, &options);
     let (plan, outcome) = match applied {
         Ok(done) => done,
         Err(e) => {
@@ -268,7 +275,7 @@ pub fn start(
 }
 
 fn new_pending(ctx: &Context, profile: &Profile, req: &Request) -> Result<Pending> {
-    let plan = Plan::build(profile, &ctx.tree);
+    let plan = apply::plan(ctx, profile, req.keep_released)?;
     let persist = ctx.persist_file.as_ref().map(|path| PersistTarget {
         path: path.display().to_string(),
         after: persist::render(&plan, &profile.path),

@@ -59,6 +59,8 @@ pub struct Policy {
     pub proc_net: PathBuf,
     /// Show what would be done and change nothing.
     pub dry_run: bool,
+    /// Keep (and persist) keys sysprof set earlier that the profile no longer names.
+    pub keep_released: bool,
     /// The arguments that rebuild this context in the watcher (global flags).
     pub watcher_args: Vec<OsString>,
 }
@@ -179,8 +181,8 @@ pub fn apply(
     }
     let watch = policy.watch.or(placed.as_ref().and_then(|p| p.stage.watch));
     let applied = match (watch, policy.confirm_within) {
-        _ if policy.dry_run => plain(ctx, profile, true)?,
-        (None, None) => plain(ctx, profile, false)?,
+        _ if policy.dry_run => plain(ctx, profile, policy, true)?,
+        (None, None) => plain(ctx, profile, policy, false)?,
         (watch, _) => {
             let from_stage = policy.watch.is_none() && watch.is_some();
             guarded(ctx, profile, policy, (watch, from_stage), observe)?
@@ -190,11 +192,19 @@ pub fn apply(
 }
 
 /// A plain journaled apply, persisted when persisting is on.
-fn plain(ctx: &Context, profile: &Profile, dry_run: bool) -> Result<Applied> {
+fn plain(ctx: &Context, profile: &Profile, policy: &Policy, dry_run: bool) -> Result<Applied> {
     let lock = ctx.store.lock(ctx.lock_timeout)?;
-    let persist = Persist::from_context(ctx);
-    let (plan, outcome) = apply::apply(ctx, &lock, profile, &persist, dry_run)?;
+    let (plan, outcome) = apply::apply(ctx, &lock, profile, &options(ctx, policy, dry_run))?;
     Ok(Applied::Plain { plan, outcome })
+}
+
+/// The apply options for `policy`, persisting when the context does.
+fn options(ctx: &Context, policy: &Policy, dry_run: bool) -> apply::Options {
+    apply::Options {
+        persist: Persist::from_context(ctx),
+        dry_run,
+        keep_released: policy.keep_released,
+    }
 }
 
 /// The safe path: pending change, detached watcher, optional watch, then keep or revert.
@@ -224,6 +234,7 @@ fn guarded(
             .flatten(),
         boot_id: boot_id(&ctx.tree),
         watcher: launcher.describe(),
+        keep_released: policy.keep_released,
     };
     let exe = ctx.env.exe()?;
     let log = ctx.store.dir().join(confirm::WATCHER_LOG);
@@ -250,8 +261,7 @@ fn guarded(
     else {
         // Nothing to watch or confirm; persist the file if it differs.
         let lock = ctx.store.lock(ctx.lock_timeout)?;
-        let persist = Persist::from_context(ctx);
-        let (_, outcome) = apply::apply(ctx, &lock, profile, &persist, false)?;
+        let (_, outcome) = apply::apply(ctx, &lock, profile, &options(ctx, policy, false))?;
         return Ok(Applied::Synced { outcome });
     };
     let committed = Committed { id, seq, record };

@@ -8,6 +8,7 @@
 use std::path::PathBuf;
 
 use crate::change::context::Context;
+use crate::change::history;
 use crate::change::persist;
 use crate::change::plan::{Plan, Status};
 use crate::change::record::{Change, PersistChange, ProfileRef, Record, RecordKind};
@@ -58,22 +59,39 @@ impl Persist {
     }
 }
 
+/// How an apply is carried out.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Whether the persisted file is written.
+    pub persist: Persist,
+    /// Plan and record nothing.
+    pub dry_run: bool,
+    /// Keep keys sysprof set earlier that the profile no longer names (and persist them),
+    /// instead of releasing them to their values from before.
+    pub keep_released: bool,
+}
+
+/// The plan for `profile` against the kernel and what sysprof holds now.
+pub fn plan(ctx: &Context, profile: &Profile, keep_released: bool) -> Result<Plan> {
+    let held = history::entries(ctx)?.managed();
+    Ok(Plan::build(profile, &ctx.tree, &held, keep_released))
+}
+
 /// Applies a validated profile under `lock`: recover, plan, record, execute.
 pub fn apply(
     ctx: &Context,
     lock: &StoreLock,
     profile: &Profile,
-    persist: &Persist,
-    dry_run: bool,
+    options: &Options,
 ) -> Result<(Plan, Outcome)> {
     transaction::recover(ctx, lock)?;
-    let plan = Plan::build(profile, &ctx.tree);
+    let plan = plan(ctx, profile, options.keep_released)?;
     refuse_blockers(ctx, &plan)?;
-    let change = change(ctx, profile, &plan, persist)?;
+    let change = change(ctx, profile, &plan, &options.persist)?;
     if change.is_empty() {
         return Ok((plan, Outcome::InSync));
     }
-    if dry_run {
+    if options.dry_run {
         let record = Record::new(change, ctx.stamp()?);
         return Ok((plan, Outcome::DryRun { record }));
     }

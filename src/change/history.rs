@@ -97,6 +97,11 @@ impl History {
                 let original = state
                     .get(&change.key)
                     .map_or_else(|| change.before.clone(), |m| m.original.clone());
+                if change.after.same_as(&original) {
+                    // Back at the value it had before sysprof set it: released.
+                    state.remove(&change.key);
+                    continue;
+                }
                 let held = Managed {
                     value: change.after.clone(),
                     set_by: entry.seq,

@@ -39,7 +39,7 @@ pub fn render(plan: &Plan, profile_path: &Path) -> String {
     )
     .ok();
     writeln!(text, "# sha256: {}", plan.fingerprint).ok();
-    for change in &plan.changes {
+    for change in plan.persisted() {
         let optional = if change.status == Status::Skipped {
             "-"
         } else {

@@ -2,10 +2,15 @@
 //!
 //! A [`Plan`] compares each desired value with the kernel's current one and orders the writes so
 //! the kernel's own cross-key checks pass (ip_local_port_range vs ip_unprivileged_port_start).
-//! `diff` renders it, `apply` executes it, JSON output serialises it. Building a plan only reads.
+//! An apply is declarative: the profile is the whole managed set, so a key sysprof set earlier
+//! that this profile no longer names is released, back to the value it had before sysprof
+//! first set it (or kept at its value and persisted, when asked). `diff` renders the plan,
+//! `apply` executes it, JSON output serialises it. Building a plan only reads.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use crate::change::history::Managed;
 use crate::change::record::KeyChange;
 use crate::error::{Error, KernelFault};
 use crate::kernel::SysctlTree;
@@ -27,6 +32,11 @@ pub enum Status {
     Skipped,
     /// The key exists but cannot be read.
     Unreadable,
+    /// Set by sysprof earlier, not named by this profile: restored to its value from before.
+    Released,
+    /// Set by sysprof earlier, not named by this profile, kept at its value (`--keep-released`)
+    /// and persisted.
+    Kept,
 }
 
 /// One key of a plan.
@@ -43,8 +53,26 @@ pub struct KeyPlan {
     /// Why it cannot be read, for `Unreadable`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// Where the profile sets it.
-    pub at: Location,
+    /// Where the profile sets it (`None` for released and kept keys).
+    pub at: Option<Location>,
+}
+
+/// The plan row of a held key the profile no longer names; `None` when it cannot be read (it
+/// is gone with its module: nothing to release).
+fn released(tree: &SysctlTree, key: &SysctlKey, held: &Managed, keep: bool) -> Option<KeyPlan> {
+    let current = tree.read(key).ok()?;
+    let (status, desired) = match keep {
+        true => (Status::Kept, current.clone()),
+        false => (Status::Released, held.original.clone()),
+    };
+    Some(KeyPlan {
+        key: key.clone(),
+        current: Some(current),
+        desired,
+        status,
+        error: None,
+        at: None,
+    })
 }
 
 /// Every key of a profile, in write order.
@@ -59,8 +87,14 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Reads the current value of every key the profile sets.
-    pub fn build(profile: &Profile, tree: &SysctlTree) -> Self {
+    /// Reads the current value of every key the profile sets, and of every key sysprof holds
+    /// (`held`, see `History::managed`) that it does not: those are released, or kept.
+    pub fn build(
+        profile: &Profile,
+        tree: &SysctlTree,
+        held: &BTreeMap<SysctlKey, Managed>,
+        keep_released: bool,
+    ) -> Self {
         let changes = profile.settings.values().map(|setting| {
             let (current, status, error) = match tree.read(&setting.key) {
                 Ok(v) if v.same_as(&setting.value) => (Some(v), Status::Unchanged, None),
@@ -81,21 +115,34 @@ impl Plan {
                 desired: setting.value.clone(),
                 status,
                 error,
-                at: setting.at.clone(),
+                at: Some(setting.at.clone()),
             }
         });
+        let mut changes: Vec<KeyPlan> = changes.collect();
+        let released = held
+            .iter()
+            .filter(|(key, _)| !profile.settings.contains_key(*key))
+            .filter_map(|(key, h)| released(tree, key, h, keep_released));
+        changes.extend(released);
         let mut plan = Plan {
             profile: profile.name.clone(),
             fingerprint: profile.fingerprint.clone(),
-            changes: changes.collect(),
+            changes,
         };
         plan.order_for_kernel_checks();
         plan
     }
 
-    /// Keys that will be written.
+    /// Keys that will be written (released keys included: that records their release).
     pub fn pending(&self) -> impl Iterator<Item = &KeyPlan> {
-        self.changes.iter().filter(|c| c.status == Status::Changed)
+        self.changes
+            .iter()
+            .filter(|c| matches!(c.status, Status::Changed | Status::Released))
+    }
+
+    /// What the persisted file lists: the profile's keys and the kept ones, not released ones.
+    pub fn persisted(&self) -> impl Iterator<Item = &KeyPlan> {
+        self.changes.iter().filter(|c| c.status != Status::Released)
     }
 
     /// Keys that block an apply (missing or unreadable).
@@ -208,7 +255,7 @@ mod tests {
             dir.path(),
             "version: 1\nsysctls:\n  net.ipv4.tcp_fin_timeout: 60\n  net.ipv4.ip_local_port_range: [1024, 65535]\n  net.ipv4.tcp_gone: 1\n  net.ipv4.tcp_maybe: {value: 1, optional: true}\n",
         );
-        let plan = Plan::build(&p, &tree);
+        let plan = Plan::build(&p, &tree, &BTreeMap::new(), false);
         let status = |k: &str| {
             plan.changes
                 .iter()
@@ -249,7 +296,7 @@ mod tests {
             "version: 1\nsysctls:\n  net.ipv4.ip_local_port_range: [40000, 60999]\n  net.ipv4.ip_unprivileged_port_start: 35000\n",
         );
         assert_eq!(
-            keys(&Plan::build(&up, &tree)),
+            keys(&Plan::build(&up, &tree, &BTreeMap::new(), false)),
             ["ip_local_port_range", "ip_unprivileged_port_start"]
         );
         let down = profile(
@@ -257,7 +304,7 @@ mod tests {
             "version: 1\nsysctls:\n  net.ipv4.ip_local_port_range: [600, 60999]\n  net.ipv4.ip_unprivileged_port_start: 500\n",
         );
         assert_eq!(
-            keys(&Plan::build(&down, &tree)),
+            keys(&Plan::build(&down, &tree, &BTreeMap::new(), false)),
             ["ip_unprivileged_port_start", "ip_local_port_range"]
         );
     }

@@ -111,12 +111,59 @@ fn parse_history(bytes: &[u8]) -> std::result::Result<(Vec<HistoryEntry>, usize)
 #[derive(Debug)]
 pub struct StoreLock {
     _lock: Flock<File>,
+    /// The target's lock (the sysctl tree and network namespace), taken first.
+    _target: Option<Flock<File>>,
 }
 
 impl Drop for StoreLock {
-    /// Clears the pid before unlocking: the file names the holder only while it holds the lock.
+    /// Clears the pids before unlocking: the files name the holder only while it holds them.
     fn drop(&mut self) {
         let _ = self._lock.set_len(0);
+        if let Some(target) = &self._target {
+            let _ = target.set_len(0);
+        }
+    }
+}
+
+/// Where target locks live: one file per sysctl tree and network namespace, so two state dirs
+/// changing the same kernel take turns.
+pub const TARGET_LOCK_DIR: &str = "/run/lock/sysprof";
+
+/// Takes an exclusive flock on `path` (created 0600), retrying until `deadline`, and writes
+/// `pid` into it. No fsync: the pid only names the holder to a waiting process, and a crash
+/// releases the flock anyway.
+fn flock_pid(path: &Path, deadline: Instant, pid: u32) -> Result<Flock<File>> {
+    loop {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc_nofollow())
+            .open(path)
+            .map_err(|e| Error::io("open", path, e))?;
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(mut lock) => {
+                lock.set_len(0)
+                    .and_then(|_| writeln!(lock, "{pid}"))
+                    .map_err(|e| Error::io("write", path, e))?;
+                return Ok(lock);
+            }
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                let holder = fs::read_to_string(path)
+                    .ok()
+                    .and_then(|t| t.trim().parse().ok());
+                return Err(Error::Locked {
+                    path: path.to_owned(),
+                    holder,
+                });
+            }
+            Err((_, errno)) => return Err(Error::io("lock", path, errno.into())),
+        }
     }
 }
 
@@ -128,6 +175,8 @@ pub struct Store {
     env: &'static dyn Env,
     /// Whether the state dir passed [`Store::verify`] (checked once).
     trusted: std::sync::OnceLock<std::result::Result<(), String>>,
+    /// The kernel target this store changes, for the target lock.
+    target: Option<String>,
 }
 
 impl std::fmt::Debug for Store {
@@ -144,6 +193,7 @@ impl Store {
             dir: dir.into(),
             env,
             trusted: std::sync::OnceLock::new(),
+            target: None,
         }
     }
 
@@ -208,42 +258,41 @@ impl Store {
         Ok(())
     }
 
-    /// Takes the lock, waiting up to `timeout`.
+    /// Takes the lock, waiting up to `timeout`: first the target's (one sysctl tree in one
+    /// network namespace, whatever the state dir), then the state dir's.
     pub fn lock(&self, timeout: Duration) -> Result<StoreLock> {
         self.ensure()?;
-        let path = self.dir.join("lock");
-        let open = || {
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .mode(0o600)
-                .custom_flags(libc_nofollow())
-                .open(&path)
-        };
         let deadline = Instant::now() + timeout;
-        loop {
-            let file = open().map_err(|e| Error::io("open", &path, e))?;
-            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-                Ok(mut lock) => {
-                    // No fsync: the pid only names the holder to a waiting process (the page
-                    // cache is coherent), and a crash releases the flock anyway.
-                    lock.set_len(0)
-                        .and_then(|_| writeln!(lock, "{}", self.env.pid()))
-                        .map_err(|e| Error::io("write", &path, e))?;
-                    return Ok(StoreLock { _lock: lock });
-                }
-                Err((_, nix::errno::Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
-                    let holder = self.lock_holder();
-                    return Err(Error::Locked { path, holder });
-                }
-                Err((_, errno)) => return Err(Error::io("lock", &path, errno.into())),
-            }
-        }
+        let target = match self.target_lock_path() {
+            Some(path) => Some(flock_pid(&path, deadline, self.env.pid())?),
+            None => None,
+        };
+        let state = flock_pid(&self.dir.join("lock"), deadline, self.env.pid())?;
+        Ok(StoreLock {
+            _lock: state,
+            _target: target,
+        })
+    }
+
+    /// This store's target lock file under [`TARGET_LOCK_DIR`] (created 0755), or `None` when
+    /// there is no target or the directory cannot be had (an unprivileged run on a fake tree).
+    fn target_lock_path(&self) -> Option<PathBuf> {
+        let target = self.target.as_deref()?;
+        let dir = Path::new(TARGET_LOCK_DIR);
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)
+            .ok()?;
+        crate::files::check_trusted_path(dir, self.env.euid()).ok()?;
+        Some(dir.join(format!("{target}.lock")))
+    }
+
+    /// The same store, serialized with every other store that changes `target` (see
+    /// `SysctlTree::identity`).
+    pub fn for_target(mut self, target: String) -> Self {
+        self.target = Some(target);
+        self
     }
 
     /// The pid written by the process holding the lock, if any (the file is emptied on release).

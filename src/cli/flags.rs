@@ -122,6 +122,10 @@ pub enum Command {
         /// Exit 2 when changes are pending, 0 when in sync.
         #[arg(long)]
         exit_code: bool,
+        /// Show keys sysprof set earlier that this profile no longer names as kept (and
+        /// persisted) rather than released.
+        #[arg(long)]
+        keep_released: bool,
     },
     /// Validate, snapshot, write all-or-nothing, read back, persist.
     Apply {
@@ -355,6 +359,10 @@ pub struct SafeApply {
     /// How the deadline watcher is started.
     #[arg(long, value_enum, default_value_t = WatcherChoice::Auto)]
     pub watcher: WatcherChoice,
+    /// Keys sysprof set earlier that this profile no longer names stay at their values and are
+    /// persisted too (by default they are released: restored to their values from before).
+    #[arg(long)]
+    pub keep_released: bool,
     /// Health gates.
     #[command(flatten)]
     pub gates: GateArgs,

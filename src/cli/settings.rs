@@ -118,9 +118,11 @@ impl Settings {
 
     /// The tree, the store and everything else the core needs.
     pub fn context(&self) -> Result<Context> {
+        let tree = self.tree()?;
+        let store = Store::new(&self.state_dir, self.env).for_target(tree.identity()?);
         Ok(Context {
-            tree: self.tree()?,
-            store: Store::new(&self.state_dir, self.env),
+            tree,
+            store,
             persist_file: self.persist_file.clone(),
             schema: self.schema()?,
             target: self.target(),

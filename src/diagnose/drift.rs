@@ -40,3 +40,66 @@ pub fn detect(tree: &SysctlTree, history: &History) -> Vec<Drift> {
         })
         .collect()
 }
+
+/// Where the kernel, the persisted file and the history do not describe one state.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Disagreement {
+    /// The key.
+    pub key: SysctlKey,
+    /// What is wrong, in words.
+    pub what: String,
+}
+
+/// Compares the persisted file (`text`, `None` when absent) with the kernel and with what
+/// sysprof holds: a file line the kernel does not hold would change the key at boot; a key
+/// sysprof holds that the file lacks (or lists differently) would be lost at boot.
+pub fn disagreements(
+    tree: &SysctlTree,
+    history: &History,
+    file: &str,
+    text: Option<&str>,
+) -> Vec<Disagreement> {
+    use crate::adopt::import::{self, Name};
+    let lines = text
+        .and_then(|t| import::parse(t, file).ok())
+        .unwrap_or_default();
+    let mut persisted = std::collections::BTreeMap::new();
+    for entry in lines {
+        if let (Name::Key(key), Some(value)) = (entry.name, entry.value) {
+            persisted.insert(key, Value::from_text(&value));
+        }
+    }
+    let mut out = Vec::new();
+    for (key, value) in &persisted {
+        match tree.read(key) {
+            Ok(now) if now.same_as(value) => {}
+            Ok(now) => out.push(Disagreement {
+                key: key.clone(),
+                what: format!(
+                    "the kernel has {now}, the persisted file {value}: boot would change it"
+                ),
+            }),
+            Err(_) => {}
+        }
+    }
+    for (key, held) in history.managed() {
+        match persisted.get(&key) {
+            Some(value) if value.same_as(&held.value) => {}
+            Some(value) => out.push(Disagreement {
+                key,
+                what: format!(
+                    "sysprof set {}, the persisted file says {value}",
+                    held.value
+                ),
+            }),
+            None => out.push(Disagreement {
+                key,
+                what: format!(
+                    "sysprof set {} but the persisted file does not list it: a reboot loses it",
+                    held.value
+                ),
+            }),
+        }
+    }
+    out
+}

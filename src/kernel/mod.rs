@@ -80,6 +80,15 @@ impl SysctlTree {
         })
     }
 
+    /// What this handle changes, as a file-name-safe string: the root directory's device and
+    /// inode, and the network namespace the process is in (`/proc/sys/net` follows it).
+    pub fn identity(&self) -> Result<String> {
+        let root = nix::sys::stat::fstat(&self.dir)
+            .map_err(|e| Error::io("inspect", &self.root, e.into()))?;
+        let netns = netns::current_inode().unwrap_or(0);
+        Ok(format!("{:x}-{:x}-{netns:x}", root.st_dev, root.st_ino))
+    }
+
     /// The root directory.
     pub fn root(&self) -> &Path {
         &self.root

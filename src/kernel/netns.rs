@@ -23,6 +23,29 @@ pub fn resolve(spec: &str) -> PathBuf {
     }
 }
 
+/// The inode of the network namespace the calling process is in (it names the namespace).
+pub fn current_inode() -> Option<u64> {
+    std::fs::metadata("/proc/self/ns/net").ok().map(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.ino()
+    })
+}
+
+/// The inode of the network namespace at `path` (`/proc/PID/ns/net`, `/run/netns/NAME`).
+pub fn inode_of(path: &std::path::Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| m.ino())
+}
+
+/// The name under /run/netns of the namespace with `inode`, if `ip netns` pinned it.
+pub fn name_of(inode: u64) -> Option<String> {
+    let entries = std::fs::read_dir(NETNS_RUN_DIR).ok()?;
+    entries
+        .flatten()
+        .find(|e| inode_of(&e.path()) == Some(inode))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+}
+
 /// Moves the calling thread into the network namespace named by `spec`.
 pub fn enter(spec: &str) -> Result<()> {
     let path = resolve(spec);

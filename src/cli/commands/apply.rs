@@ -49,6 +49,7 @@ fn policy(s: &Settings, safe: &SafeApply, dry_run: bool) -> Result<Policy> {
         interval: safe.gates.interval,
         proc_net: safe.gates.proc_net.clone(),
         dry_run,
+        keep_released: safe.keep_released,
         watcher_args: s.watcher_args()?,
     })
 }

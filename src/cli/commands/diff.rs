@@ -3,17 +3,23 @@
 use std::path::Path;
 
 use super::{boot_overrides, checked_profile};
-use crate::change::plan::Plan;
+use crate::change::apply;
 use crate::cli::output::Output;
 use crate::cli::render;
 use crate::cli::settings::Settings;
 use crate::error::{Result, exit};
 
 /// Shows the plan; with `--exit-code`, exit 2 when changes are pending.
-pub fn run(s: &Settings, path: &Path, exit_code: bool, out: &mut Output) -> Result<i32> {
+pub fn run(
+    s: &Settings,
+    path: &Path,
+    exit_code: bool,
+    keep_released: bool,
+    out: &mut Output,
+) -> Result<i32> {
     let ctx = super::settled(s, false)?;
     let (profile, _) = checked_profile(s, &ctx.schema, &ctx.target, path, out)?;
-    let plan = Plan::build(&profile, &ctx.tree);
+    let plan = apply::plan(&ctx, &profile, keep_released)?;
     let boot_overrides = boot_overrides(s, &profile, out)?;
     if out.json() {
         out.emit(&serde_json::json!({ "ok": true, "in_sync": plan.in_sync(), "plan": plan, "boot_overrides": boot_overrides }))?;

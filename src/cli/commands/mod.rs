@@ -41,7 +41,11 @@ mod watch_deadline;
 pub fn dispatch(s: &Settings, command: &Command, out: &mut Output) -> Result<i32> {
     match command {
         Command::Validate { profiles } => validate_cmd::run(s, profiles, out),
-        Command::Diff { profile, exit_code } => diff::run(s, profile, *exit_code, out),
+        Command::Diff {
+            profile,
+            exit_code,
+            keep_released,
+        } => diff::run(s, profile, *exit_code, *keep_released, out),
         Command::Apply {
             profile,
             dry_run,

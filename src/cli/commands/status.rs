@@ -5,13 +5,14 @@ use crate::canary::confirm::{self, Enforced, Pending};
 use crate::canary::safe_apply::boot_id;
 use crate::canary::watcher;
 use crate::change::context::Context;
-use crate::change::history::{self, Entry};
+use crate::change::history::{self, Entry, History};
+use crate::change::persist;
 use crate::change::record::SHORT_ID;
 use crate::change::store::Journal;
 use crate::cli::output::Output;
 use crate::cli::settings::Settings;
 use crate::diagnose::drift;
-use crate::diagnose::drift::Drift;
+use crate::diagnose::drift::{Disagreement, Drift};
 use crate::error::{Result, exit};
 
 /// Reports the store's state without taking the lock.
@@ -28,8 +29,13 @@ pub fn run(s: &Settings, out: &mut Output) -> Result<i32> {
     let drift = drift::detect(&ctx.tree, &history);
     let pending = confirm::load(&ctx.store)?;
     let (pending_json, pending_line) = pending_status(&ctx, pending.as_ref());
+    let disagree = match pending {
+        // A pending change is unpersisted on purpose until it is confirmed.
+        Some(_) => None,
+        None => disagreements(&ctx, &history)?,
+    };
     if out.json() {
-        out.emit(&serde_json::json!({ "ok": true, "state_dir": ctx.store.dir(), "unfinished": journal, "lock_holder": holder, "last": last, "damaged": history.damaged, "drift": drift, "pending": pending_json, "enforced": enforced }))?;
+        out.emit(&serde_json::json!({ "ok": true, "state_dir": ctx.store.dir(), "unfinished": journal, "lock_holder": holder, "last": last, "damaged": history.damaged, "drift": drift, "pending": pending_json, "enforced": enforced, "disagreements": disagree }))?;
         return Ok(exit::OK);
     }
     let mut lines = lines(&ctx, journal.as_ref(), pending_line, holder, last, &drift);
@@ -37,11 +43,39 @@ pub fn run(s: &Settings, out: &mut Output) -> Result<i32> {
         let text = format!("a pending change was due ({reason:?}) and has just been rolled back");
         lines.insert(1, text);
     }
+    lines.extend(agreement_lines(disagree.as_deref()));
     lines.extend(history.damaged.iter().map(|d| {
         format!("DAMAGED history entry #{} ({}): {}; `sysprof history` lists it, rollback past it is refused", d.seq, &d.id[..SHORT_ID.min(d.id.len())], d.why)
     }));
     out.block(|w| lines.iter().try_for_each(|line| writeln!(w, "{line}")))?;
     Ok(exit::OK)
+}
+
+/// The persisted file against the kernel and the history (`None` when persisting is off).
+fn disagreements(ctx: &Context, history: &History) -> Result<Option<Vec<Disagreement>>> {
+    let Some(path) = &ctx.persist_file else {
+        return Ok(None);
+    };
+    let text = persist::read(path, ctx.store.euid())?;
+    let file = path.display().to_string();
+    Ok(Some(drift::disagreements(
+        &ctx.tree,
+        history,
+        &file,
+        text.as_deref(),
+    )))
+}
+
+/// One line saying the three agree, or one per disagreement.
+fn agreement_lines(disagree: Option<&[Disagreement]>) -> Vec<String> {
+    match disagree {
+        None => Vec::new(),
+        Some([]) => vec!["kernel, persisted file and history agree".into()],
+        Some(list) => list
+            .iter()
+            .map(|d| format!("DISAGREE: {}: {}", d.key, d.what))
+            .collect(),
+    }
 }
 
 /// The report for humans, one line per fact.

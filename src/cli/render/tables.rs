@@ -57,6 +57,8 @@ pub fn plan(out: &mut dyn Write, plan: &Plan) -> io::Result<()> {
             Status::Missing => ("missing", RED),
             Status::Skipped => ("skipped (optional, absent)", DIM),
             Status::Unreadable => ("unreadable", RED),
+            Status::Released => ("release (set by sysprof before)", YELLOW),
+            Status::Kept => ("kept (set by sysprof before)", DIM),
         };
         let current = change
             .current
