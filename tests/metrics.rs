@@ -193,7 +193,9 @@ fn metrics_follow_applies_rollbacks_drift_and_confirmations() {
         Some(1.0)
     );
 
-    sb.run(&["rollback"]).expect(0);
+    // The drifted key is overwritten only when asked (`--force`).
+    sb.run(&["rollback"]).expect(exit::STATE);
+    sb.run(&["rollback", "--force"]).expect(0);
     let (m, _) = metrics(&sb, &py, &[], exit::OK);
     assert_eq!(m.value("sysprof_history_entries"), 2.0);
     let id = last_history_id(&sb);

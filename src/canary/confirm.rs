@@ -103,6 +103,10 @@ pub struct Pending {
     pub persist: Option<PersistTarget>,
     /// Set once a rollback started, so a confirmation cannot race it.
     pub reverting: Option<Reason>,
+    /// What the change was made to (`SysctlTree::identity`: the tree and the network
+    /// namespace): the watcher acts only where this matches.
+    #[serde(default)]
+    pub target: Option<String>,
 }
 
 impl Pending {
@@ -247,7 +251,6 @@ pub fn start(
     save(&ctx.store, &pending)?;
     let options = apply::Options {
         persist: Persist::No,
-        dry_run: false,
         keep_released: req.keep_released,
     };
     let applied = apply::apply(ctx, &lock, profile, &options);
@@ -296,6 +299,7 @@ fn new_pending(ctx: &Context, profile: &Profile, req: &Request) -> Result<Pendin
         boot_id: req.boot_id.clone(),
         persist,
         reverting: None,
+        target: Some(ctx.tree.identity()?),
     })
 }
 
@@ -442,6 +446,7 @@ fn revert(
     reason: Reason,
     found: Option<(String, bool)>,
 ) -> Result<Enforced> {
+    check_target(ctx, &p)?;
     p.reverting = Some(reason);
     save(&ctx.store, &p)?;
     let rolled = match found {
@@ -449,7 +454,15 @@ fn revert(
         Some((id, true)) if reason == Reason::Rebooted => {
             Some(rollback::record_lost(ctx, lock, &id)?)
         }
-        Some((id, true)) => Some(rollback::rollback(ctx, lock, Some(&id), false)?),
+        // The deadline is the operator's decision made in advance: it applies whatever
+        // another writer did since.
+        Some((id, true)) => {
+            let force = rollback::Options {
+                dry_run: false,
+                force: true,
+            };
+            Some(rollback::rollback(ctx, lock, Some(&id), force)?)
+        }
         _ => None,
     };
     clear(&ctx.store)?;
@@ -497,6 +510,28 @@ pub fn settle(ctx: &Context, wait: bool) -> Result<Option<Enforced>> {
 pub fn boot_id(tree: &crate::kernel::SysctlTree) -> Option<String> {
     let key = crate::profile::key::SysctlKey::parse("kernel.random.boot_id").ok()?;
     tree.read_text(&key).ok().map(|t| t.trim().to_owned())
+}
+
+/// Refuses to act on a pending change from another place than the one it was made to: a
+/// watcher that ended up in another network namespace (or on another tree) must not write
+/// there.
+fn check_target(ctx: &Context, p: &Pending) -> Result<()> {
+    let Some(expected) = &p.target else {
+        return Ok(());
+    };
+    let here = ctx.tree.identity()?;
+    if &here == expected {
+        return Ok(());
+    }
+    Err(Error::environment(
+        format!(
+            "the pending change of {} was made to {expected} (sysctl tree and network namespace), but this process sees {here}: refusing to write here",
+            p.profile.name
+        ),
+        Some(
+            "run `sysprof recover` (or rollback) inside the namespace the change was made in, e.g. with --netns",
+        ),
+    ))
 }
 
 /// What [`confirm`] did.
@@ -619,6 +654,7 @@ mod tests {
             boot_id: Some("boot-a".into()),
             persist: None,
             reverting: None,
+            target: None,
         }
     }
 

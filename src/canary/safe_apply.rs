@@ -63,6 +63,9 @@ pub struct Policy {
     pub keep_released: bool,
     /// The arguments that rebuild this context in the watcher (global flags).
     pub watcher_args: Vec<OsString>,
+    /// Whether the watcher may run outside this process's network namespace (systemd-run);
+    /// false in an anonymous namespace, where only a forked watcher finds it again.
+    pub watcher_can_leave: bool,
 }
 
 /// A host's place in a stage.
@@ -191,18 +194,24 @@ pub fn apply(
     Ok((placed, applied))
 }
 
-/// A plain journaled apply, persisted when persisting is on.
+/// A plain journaled apply, persisted when persisting is on; a dry run takes no lock and
+/// writes nothing.
 fn plain(ctx: &Context, profile: &Profile, policy: &Policy, dry_run: bool) -> Result<Applied> {
-    let lock = ctx.store.lock(ctx.lock_timeout)?;
-    let (plan, outcome) = apply::apply(ctx, &lock, profile, &options(ctx, policy, dry_run))?;
+    let options = options(ctx, policy);
+    let (plan, outcome) = match dry_run {
+        true => apply::preview(ctx, profile, &options)?,
+        false => {
+            let lock = ctx.store.lock(ctx.lock_timeout)?;
+            apply::apply(ctx, &lock, profile, &options)?
+        }
+    };
     Ok(Applied::Plain { plan, outcome })
 }
 
 /// The apply options for `policy`, persisting when the context does.
-fn options(ctx: &Context, policy: &Policy, dry_run: bool) -> apply::Options {
+fn options(ctx: &Context, policy: &Policy) -> apply::Options {
     apply::Options {
         persist: Persist::from_context(ctx),
-        dry_run,
         keep_released: policy.keep_released,
     }
 }
@@ -225,7 +234,10 @@ fn guarded(
         Some(w) => (Mode::Watch, w + w.max(Duration::from_secs(30))),
         None => (Mode::Confirm, policy.confirm_within.unwrap_or_default()),
     };
-    let launcher = launcher(ctx, policy.watcher);
+    let launcher = match policy.watcher_can_leave {
+        true => launcher(ctx, policy.watcher),
+        false => Launcher::Fork,
+    };
     let req = Request {
         mode,
         within,
@@ -261,7 +273,7 @@ fn guarded(
     else {
         // Nothing to watch or confirm; persist the file if it differs.
         let lock = ctx.store.lock(ctx.lock_timeout)?;
-        let (_, outcome) = apply::apply(ctx, &lock, profile, &options(ctx, policy, false))?;
+        let (_, outcome) = apply::apply(ctx, &lock, profile, &options(ctx, policy))?;
         return Ok(Applied::Synced { outcome });
     };
     let committed = Committed { id, seq, record };

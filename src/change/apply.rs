@@ -64,8 +64,6 @@ impl Persist {
 pub struct Options {
     /// Whether the persisted file is written.
     pub persist: Persist,
-    /// Plan and record nothing.
-    pub dry_run: bool,
     /// Keep keys sysprof set earlier that the profile no longer names (and persist them),
     /// instead of releasing them to their values from before.
     pub keep_released: bool,
@@ -75,6 +73,19 @@ pub struct Options {
 pub fn plan(ctx: &Context, profile: &Profile, keep_released: bool) -> Result<Plan> {
     let held = history::entries(ctx)?.managed();
     Ok(Plan::build(profile, &ctx.tree, &held, keep_released))
+}
+
+/// What applying would do, computed without the lock and without writing anything (not even
+/// the state dir or a recovery): `--dry-run`. An unfinished change is left for a real command.
+pub fn preview(ctx: &Context, profile: &Profile, options: &Options) -> Result<(Plan, Outcome)> {
+    let plan = plan(ctx, profile, options.keep_released)?;
+    refuse_blockers(ctx, &plan)?;
+    let change = change(ctx, profile, &plan, &options.persist)?;
+    if change.is_empty() {
+        return Ok((plan, Outcome::InSync));
+    }
+    let record = Record::new(change, ctx.stamp()?);
+    Ok((plan, Outcome::DryRun { record }))
 }
 
 /// Applies a validated profile under `lock`: recover, plan, record, execute.
@@ -90,10 +101,6 @@ pub fn apply(
     let change = change(ctx, profile, &plan, &options.persist)?;
     if change.is_empty() {
         return Ok((plan, Outcome::InSync));
-    }
-    if options.dry_run {
-        let record = Record::new(change, ctx.stamp()?);
-        return Ok((plan, Outcome::DryRun { record }));
     }
     let Committed { id, seq, record } = transaction::execute(ctx, lock, change)?;
     Ok((plan, Outcome::Applied { id, seq, record }))

@@ -34,9 +34,28 @@ pub fn rollback(
     ctx: &Context,
     lock: &StoreLock,
     to: Option<&str>,
-    dry_run: bool,
+    options: Options,
 ) -> Result<RolledBack> {
     transaction::recover(ctx, lock)?;
+    plan_and_execute(ctx, Some(lock), to, options)
+}
+
+/// What a rollback would restore, computed without the lock and without writing anything.
+pub fn preview(ctx: &Context, to: Option<&str>, force: bool) -> Result<RolledBack> {
+    let options = Options {
+        dry_run: true,
+        force,
+    };
+    plan_and_execute(ctx, None, to, options)
+}
+
+/// Plans the rollback and, with a lock and not a dry run, executes it.
+fn plan_and_execute(
+    ctx: &Context,
+    lock: Option<&StoreLock>,
+    to: Option<&str>,
+    options: Options,
+) -> Result<RolledBack> {
     let history = history::entries(ctx)?;
     let target = target(ctx, &history, to)?;
     let start = reach(&history.entries, target);
@@ -55,14 +74,17 @@ pub fn rollback(
         ));
     }
     let change = restoring(ctx, &history.entries, target, start)?;
-    if dry_run {
+    if !options.force {
+        refuse_overwriting(&history, &change)?;
+    }
+    let Some(lock) = lock.filter(|_| !options.dry_run) else {
         return Ok(RolledBack {
             target: target.id.clone(),
             id: None,
             seq: None,
             record: Record::new(change, ctx.stamp()?),
         });
-    }
+    };
     let Committed { id, seq, record } = transaction::execute(ctx, lock, change)?;
     Ok(RolledBack {
         target: target.id.clone(),
@@ -70,6 +92,45 @@ pub fn rollback(
         seq: Some(seq),
         record,
     })
+}
+
+/// How a rollback is carried out.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Compute and show it, change nothing.
+    pub dry_run: bool,
+    /// Overwrite values another writer set after sysprof.
+    pub force: bool,
+}
+
+/// Refuses to write over a value another writer set after sysprof last set the key: the
+/// rollback would silently undo someone else's change.
+fn refuse_overwriting(history: &History, change: &Change) -> Result<()> {
+    let held = history.managed();
+    let drifted: Vec<String> = change
+        .keys
+        .iter()
+        .filter_map(|k| {
+            let h = held.get(&k.key)?;
+            (!k.before.same_as(&h.value)).then(|| {
+                format!(
+                    "{} is {} (sysprof set {} in #{})",
+                    k.key, k.before, h.value, h.set_by
+                )
+            })
+        })
+        .collect();
+    if drifted.is_empty() {
+        return Ok(());
+    }
+    Err(Error::state(
+        format!(
+            "another writer changed {} key(s) since sysprof set them, and the rollback would overwrite them: {}",
+            drifted.len(),
+            drifted.join("; ")
+        ),
+        Some("see `sysprof status` (drift); `sysprof rollback --force` overwrites them anyway"),
+    ))
 }
 
 /// Records that the change `id` is no longer in effect without writing anything: a reboot

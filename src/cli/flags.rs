@@ -153,6 +153,9 @@ pub enum Command {
         /// Show what would be restored and change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Also overwrite values another writer set after sysprof (refused otherwise).
+        #[arg(long)]
+        force: bool,
     },
     /// Show unfinished changes, the lock holder and the last change.
     Status,

@@ -21,6 +21,15 @@ use crate::kernel::{PROC_SYS, SysctlTree};
 use crate::schema::finding::Target;
 use crate::schema::{Schema, Version};
 
+/// The namespace this process was started in when it is not the host's: `Some(Some(name))`
+/// when `ip netns` pinned it under /run/netns, `Some(None)` when it is anonymous, `None` in the
+/// host's own namespace.
+fn implicit_netns() -> Option<Option<String>> {
+    let mine = netns::current_inode()?;
+    let host = netns::inode_of(Path::new("/proc/1/ns/net"))?;
+    (mine != host).then(|| netns::name_of(mine))
+}
+
 /// The global flags, validated.
 pub struct Settings {
     /// The sysctl root (`--root`).
@@ -145,6 +154,13 @@ impl Settings {
         }
     }
 
+    /// Whether a detached watcher can be started by systemd-run: not from a network namespace
+    /// that has no name under /run/netns (a transient unit starts in the host's namespace and
+    /// could not find it; a forked watcher inherits it).
+    pub fn watcher_can_leave(&self) -> bool {
+        self.netns.is_some() || !matches!(implicit_netns(), Some(None))
+    }
+
     /// The global flags that rebuild this context in a detached watcher (paths made absolute:
     /// a systemd unit starts in `/`). The watcher never persists.
     pub fn watcher_args(&self) -> Result<Vec<OsString>> {
@@ -164,12 +180,17 @@ impl Settings {
             "never".into(),
             "--no-persist".into(),
         ];
-        if let Some(ns) = &self.netns {
-            let ns = match ns.contains('/') {
-                true => abs(Path::new(ns))?,
-                false => ns.into(),
-            };
-            args.extend(["--netns".into(), ns]);
+        match (&self.netns, implicit_netns()) {
+            (Some(ns), _) => {
+                let ns = match ns.contains('/') {
+                    true => abs(Path::new(ns))?,
+                    false => ns.into(),
+                };
+                args.extend(["--netns".into(), ns]);
+            }
+            // `ip netns exec NAME sysprof …`: no --netns, but a named namespace all the same.
+            (None, Some(Some(name))) => args.extend(["--netns".into(), name.into()]),
+            (None, _) => {}
         }
         if let Some(schema) = &self.schema_dir {
             args.extend(["--schema".into(), abs(schema)?]);

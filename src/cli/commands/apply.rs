@@ -51,5 +51,6 @@ fn policy(s: &Settings, safe: &SafeApply, dry_run: bool) -> Result<Policy> {
         dry_run,
         keep_released: safe.keep_released,
         watcher_args: s.watcher_args()?,
+        watcher_can_leave: s.watcher_can_leave(),
     })
 }

@@ -53,7 +53,13 @@ pub fn dispatch(s: &Settings, command: &Command, out: &mut Output) -> Result<i32
         } => apply::run(s, profile, *dry_run, safe, out),
         Command::History => history::run(s, out),
         Command::Show { id } => show::run(s, id, out),
-        Command::Rollback { to, dry_run } => rollback::run(s, to.as_deref(), *dry_run, out),
+        Command::Rollback { to, dry_run, force } => {
+            let options = crate::change::rollback::Options {
+                dry_run: *dry_run,
+                force: *force,
+            };
+            rollback::run(s, to.as_deref(), options, out)
+        }
         Command::Status => status::run(s, out),
         Command::Recover { discard_journal } => recover::run(s, *discard_journal, out),
         Command::Rollout(command) => rollout_dispatch(s, command, out),

@@ -9,16 +9,26 @@ use crate::cli::settings::Settings;
 use crate::error::{Result, exit};
 
 /// Restores the state before the last apply in effect (or before `--to ID`).
-pub fn run(s: &Settings, to: Option<&str>, dry_run: bool, out: &mut Output) -> Result<i32> {
-    let ctx = super::settled(s, true)?;
-    let lock = ctx.store.lock(ctx.lock_timeout)?;
-    let done = rollback::rollback(&ctx, &lock, to, dry_run)?;
-    if !dry_run {
-        // Undoing a change that awaited confirmation ends its pending record too.
-        let boot = confirm::boot_id(&ctx.tree);
-        confirm::enforce_locked(&ctx, &lock, None, None, boot.as_deref())?;
-    }
-    drop(lock);
+pub fn run(
+    s: &Settings,
+    to: Option<&str>,
+    options: rollback::Options,
+    out: &mut Output,
+) -> Result<i32> {
+    let dry_run = options.dry_run;
+    let done = match dry_run {
+        // A preview takes no lock and writes nothing, not even a recovery.
+        true => rollback::preview(&s.context()?, to, options.force)?,
+        false => {
+            let ctx = super::settled(s, true)?;
+            let lock = ctx.store.lock(ctx.lock_timeout)?;
+            let done = rollback::rollback(&ctx, &lock, to, options)?;
+            // Undoing a change that awaited confirmation ends its pending record too.
+            let boot = confirm::boot_id(&ctx.tree);
+            confirm::enforce_locked(&ctx, &lock, None, None, boot.as_deref())?;
+            done
+        }
+    };
     if out.json() {
         out.emit(&serde_json::json!({ "ok": true, "dry_run": dry_run, "rollback": done }))?;
         return Ok(exit::OK);
