@@ -222,6 +222,8 @@ pub enum Error {
         file: String,
         /// Number of error findings.
         errors: usize,
+        /// The findings as JSON, for `--format json` (human output printed them already).
+        findings: Option<serde_json::Value>,
     },
     /// The schema data is malformed.
     #[error("schema {file}: {message}")]
@@ -331,6 +333,14 @@ impl Error {
                 let message = format!("profile inheritance forms a cycle: {}", chain.join(" -> "));
                 Some((at, message, None))
             }
+            _ => None,
+        }
+    }
+
+    /// Findings that go with the error into a JSON error document, if any.
+    pub fn findings(&self) -> Option<&serde_json::Value> {
+        match self {
+            Self::Invalid { findings, .. } => findings.as_ref(),
             _ => None,
         }
     }

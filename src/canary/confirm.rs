@@ -461,7 +461,12 @@ fn revert(
                 dry_run: false,
                 force: true,
             };
-            Some(rollback::rollback(ctx, lock, Some(&id), force)?)
+            Some(rollback::rollback(
+                ctx,
+                lock,
+                rollback::Target::Id(&id),
+                force,
+            )?)
         }
         _ => None,
     };

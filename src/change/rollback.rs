@@ -33,7 +33,7 @@ pub struct RolledBack {
 pub fn rollback(
     ctx: &Context,
     lock: &StoreLock,
-    to: Option<&str>,
+    to: Target,
     options: Options,
 ) -> Result<RolledBack> {
     transaction::recover(ctx, lock)?;
@@ -41,7 +41,7 @@ pub fn rollback(
 }
 
 /// What a rollback would restore, computed without the lock and without writing anything.
-pub fn preview(ctx: &Context, to: Option<&str>, force: bool) -> Result<RolledBack> {
+pub fn preview(ctx: &Context, to: Target, force: bool) -> Result<RolledBack> {
     let options = Options {
         dry_run: true,
         force,
@@ -53,7 +53,7 @@ pub fn preview(ctx: &Context, to: Option<&str>, force: bool) -> Result<RolledBac
 fn plan_and_execute(
     ctx: &Context,
     lock: Option<&StoreLock>,
-    to: Option<&str>,
+    to: Target,
     options: Options,
 ) -> Result<RolledBack> {
     let history = history::entries(ctx)?;
@@ -101,6 +101,17 @@ pub struct Options {
     pub dry_run: bool,
     /// Overwrite values another writer set after sysprof.
     pub force: bool,
+}
+
+/// Which entry a rollback returns to the state before.
+#[derive(Debug, Clone, Copy)]
+pub enum Target<'a> {
+    /// The newest apply in effect.
+    Newest,
+    /// The entry with this id (or unique prefix).
+    Id(&'a str),
+    /// The newest apply in effect of the profile with this name.
+    Profile(&'a str),
 }
 
 /// Refuses to write over a value another writer set after sysprof last set the key: the
@@ -159,10 +170,20 @@ pub fn record_lost(ctx: &Context, lock: &StoreLock, id: &str) -> Result<RolledBa
 }
 
 /// The entry to roll back: `to`, or the newest apply in effect.
-fn target<'e>(ctx: &Context, history: &'e History, to: Option<&str>) -> Result<&'e Entry> {
+fn target<'e>(ctx: &Context, history: &'e History, to: Target) -> Result<&'e Entry> {
     let all = &history.entries;
     match to {
-        Some(prefix) => {
+        Target::Profile(name) => all
+            .iter()
+            .rev()
+            .find(|e| e.in_effect && e.record.profile.as_ref().is_some_and(|p| p.name == name))
+            .ok_or_else(|| {
+                Error::state(
+                    format!("nothing to roll back: no apply of profile {name} is in effect"),
+                    Some("see `sysprof history`"),
+                )
+            }),
+        Target::Id(prefix) => {
             if let Some(d) = history.damaged.iter().find(|d| d.id.starts_with(prefix)) {
                 return Err(Error::state(
                     format!(
@@ -177,7 +198,7 @@ fn target<'e>(ctx: &Context, history: &'e History, to: Option<&str>) -> Result<&
                 .find(|e| e.id == id)
                 .ok_or_else(|| Error::state(format!("snapshot {id} is not in the history"), None))
         }
-        None => {
+        Target::Newest => {
             let newest = all.iter().rev().find(|e| e.in_effect);
             let after = newest.map_or(0, |e| e.seq);
             if let Some(d) = history.damaged.iter().rev().find(|d| d.seq > after) {

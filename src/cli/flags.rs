@@ -150,6 +150,9 @@ pub enum Command {
         /// Restore the state from just before this history entry.
         #[arg(long, value_name = "ID")]
         to: Option<String>,
+        /// Roll back the newest apply of the profile with this name still in effect.
+        #[arg(long, value_name = "NAME", conflicts_with = "to")]
+        profile: Option<String>,
         /// Show what would be restored and change nothing.
         #[arg(long)]
         dry_run: bool,

@@ -94,7 +94,7 @@ impl Output {
         }
         let _ = self.diag(|w| render::error(w, err));
         if self.json() {
-            let doc = serde_json::json!({ "ok": false, "error": err.to_string(), "help": err.help(), "exit_code": err.exit_code() });
+            let doc = serde_json::json!({ "ok": false, "error": err.to_string(), "help": err.help(), "exit_code": err.exit_code(), "findings": err.findings() });
             let _ = self.emit(&doc);
         }
         let _ = self.out.flush();

@@ -21,7 +21,7 @@ pub fn run(
     out: &mut Output,
 ) -> Result<i32> {
     let ctx = s.context()?;
-    let (profile, _) = checked_profile(s, &ctx.schema, &ctx.target, path, out)?;
+    let (profile, report) = checked_profile(s, &ctx.schema, &ctx.target, path, out)?;
     let boot = boot_overrides(s, &profile, out)?;
     let policy = policy(s, safe, dry_run)?;
     let mut live = LiveLine::new(!out.json() && std::io::stderr().is_terminal());
@@ -30,7 +30,15 @@ pub fn run(
         safe_apply::apply(&ctx, &profile, &policy, &mut observe)?
     };
     live.end(&mut out.err);
-    applied::report(out, &ctx, &profile, placed.as_ref(), &result, &boot)
+    applied::report(
+        out,
+        &ctx,
+        &profile,
+        placed.as_ref(),
+        &result,
+        &boot,
+        &report,
+    )
 }
 
 /// The apply flags as the core's policy.

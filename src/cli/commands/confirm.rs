@@ -13,10 +13,7 @@ pub fn run(s: &Settings, out: &mut Output) -> Result<i32> {
     let ctx = s.context()?;
     let confirmed = confirm::confirm(&ctx, boot_id(&ctx.tree).as_deref())?;
     if out.json() {
-        let persisted = confirmed
-            .persisted
-            .as_ref()
-            .map(|c| (&c.id, c.seq, &c.record));
+        let persisted = confirmed.persisted.as_ref();
         out.emit(&serde_json::json!({ "ok": true, "confirmed": confirmed.pending, "persisted": persisted }))?;
         return Ok(exit::OK);
     }

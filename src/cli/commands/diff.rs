@@ -18,11 +18,11 @@ pub fn run(
     out: &mut Output,
 ) -> Result<i32> {
     let ctx = super::settled(s, false)?;
-    let (profile, _) = checked_profile(s, &ctx.schema, &ctx.target, path, out)?;
+    let (profile, report) = checked_profile(s, &ctx.schema, &ctx.target, path, out)?;
     let plan = apply::plan(&ctx, &profile, keep_released)?;
     let boot_overrides = boot_overrides(s, &profile, out)?;
     if out.json() {
-        out.emit(&serde_json::json!({ "ok": true, "in_sync": plan.in_sync(), "plan": plan, "boot_overrides": boot_overrides }))?;
+        out.emit(&serde_json::json!({ "ok": true, "in_sync": plan.in_sync(), "plan": plan, "boot_overrides": boot_overrides, "findings": report.findings }))?;
     } else {
         out.block(|w| render::plan(w, &plan))?;
     }

@@ -29,6 +29,7 @@ pub fn pod_sysctls(s: &Settings, path: &Path, out: &mut Output) -> Result<i32> {
         return Err(Error::Invalid {
             file: path.display().to_string(),
             errors: report.count(Severity::Error),
+            findings: serde_json::to_value(&report.findings).ok(),
         });
     }
     if out.json() {

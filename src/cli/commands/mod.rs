@@ -53,12 +53,23 @@ pub fn dispatch(s: &Settings, command: &Command, out: &mut Output) -> Result<i32
         } => apply::run(s, profile, *dry_run, safe, out),
         Command::History => history::run(s, out),
         Command::Show { id } => show::run(s, id, out),
-        Command::Rollback { to, dry_run, force } => {
-            let options = crate::change::rollback::Options {
+        Command::Rollback {
+            to,
+            profile,
+            dry_run,
+            force,
+        } => {
+            use crate::change::rollback::{Options, Target};
+            let target = match (to, profile) {
+                (Some(id), _) => Target::Id(id.as_str()),
+                (None, Some(name)) => Target::Profile(name.as_str()),
+                (None, None) => Target::Newest,
+            };
+            let options = Options {
                 dry_run: *dry_run,
                 force: *force,
             };
-            rollback::run(s, to.as_deref(), options, out)
+            rollback::run(s, target, options, out)
         }
         Command::Status => status::run(s, out),
         Command::Recover { discard_journal } => recover::run(s, *discard_journal, out),
@@ -162,6 +173,7 @@ pub fn checked_profile(
         return Err(Error::Invalid {
             file: path.display().to_string(),
             errors: report.count(Severity::Error) + warnings,
+            findings: serde_json::to_value(&report.findings).ok(),
         });
     }
     Ok((profile, report))

@@ -11,7 +11,7 @@ use crate::error::{Result, exit};
 /// Restores the state before the last apply in effect (or before `--to ID`).
 pub fn run(
     s: &Settings,
-    to: Option<&str>,
+    to: rollback::Target<'_>,
     options: rollback::Options,
     out: &mut Output,
 ) -> Result<i32> {

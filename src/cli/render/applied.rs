@@ -16,6 +16,7 @@ use crate::cli::render::{self, Diagnostic, Level};
 use crate::error::{Result, exit};
 use crate::profile::Profile;
 use crate::profile::health::fmt_num;
+use crate::schema::finding::Report;
 
 /// Renders what `apply` did; returns the exit code.
 pub fn report(
@@ -25,6 +26,7 @@ pub fn report(
     placed: Option<&Placed>,
     applied: &Applied,
     boot: &[Override],
+    report: &Report,
 ) -> Result<i32> {
     if let (Some(p), false) = (placed, out.json()) {
         if p.inside {
@@ -36,7 +38,7 @@ pub fn report(
         Applied::NotInStage => not_in_stage(out, profile, placed),
         Applied::Plain { plan, outcome } => {
             if out.json() {
-                out.emit(&serde_json::json!({ "ok": true, "profile": profile.name, "plan": plan, "result": outcome, "boot_overrides": boot }))?;
+                out.emit(&serde_json::json!({ "ok": true, "profile": profile.name, "plan": plan, "result": outcome, "boot_overrides": boot, "findings": report.findings }))?;
                 return Ok(exit::OK);
             }
             out.block(|w| plain(w, &profile.name, outcome))?;
@@ -224,10 +226,7 @@ fn healthy(
             confirmed,
         } => {
             if out.json() {
-                let persisted = confirmed
-                    .persisted
-                    .as_ref()
-                    .map(|c| (&c.id, c.seq, &c.record));
+                let persisted = confirmed.persisted.as_ref();
                 out.emit(&serde_json::json!({ "ok": true, "outcome": "persisted", "profile": profile.name, "verdict": watched.verdict, "applied": committed, "persisted": persisted, "stage": stage }))?;
                 return Ok(exit::OK);
             }

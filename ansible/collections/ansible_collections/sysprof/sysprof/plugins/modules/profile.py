@@ -453,8 +453,8 @@ def effect(doc):
     record = applied.get("record") or {}
     persist, snapshot = None, applied.get("id")
     persisted = doc.get("persisted")
-    if persisted:  # [id, seq, record] of the persisting record after a healthy watch
-        persist, snapshot = persisted[2].get("persist"), persisted[0]
+    if persisted:  # {id, seq, record} of the persisting record after a healthy watch
+        persist, snapshot = persisted["record"].get("persist"), persisted["id"]
     return outcome, record, persist, snapshot
 
 
