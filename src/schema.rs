@@ -327,4 +327,133 @@ mod tests {
             "128"
         );
     }
+
+    /// A schema from one keys text (and no rules), as `--schema` would load it.
+    fn from_keys(text: &'static str, generated: bool) -> Schema {
+        let mut keys = parse_keys(text, "test").unwrap();
+        keys.iter_mut().for_each(|spec| spec.generated = generated);
+        Schema::from_parts(keys, "test", "[]", "test").unwrap()
+    }
+
+    #[test]
+    fn patterns_are_found_by_their_last_component_in_file_order() {
+        let schema = from_keys(
+            "- {key: net.ipv4.conf.*.rp_filter, shape: int, scope: netns, caveat: a, sources: [s]}
+- {key: net.ipv4.conf.lo.rp_filter, shape: int, scope: netns, caveat: b, sources: [s]}
+- {key: net.*.conf.*.rp_filter, shape: int, scope: netns, caveat: c, sources: [s]}
+- {key: net.netfilter.nf_log.*, shape: string, scope: netns, caveat: d, sources: [s]}
+- {key: net.*.nf_log.*, shape: string, scope: netns, caveat: e, sources: [s]}",
+            false,
+        );
+        let caveat = |key: &str| {
+            let key = SysctlKey::parse(key).unwrap();
+            schema.lookup(&key).map(|s| s.caveat)
+        };
+        assert_eq!(caveat("net.ipv4.conf.eth0.rp_filter"), Some("a"));
+        assert_eq!(
+            caveat("net.ipv4.conf.lo.rp_filter"),
+            Some("b"),
+            "exact first"
+        );
+        assert_eq!(caveat("net.ipv6.conf.eth0.rp_filter"), Some("c"));
+        assert_eq!(
+            caveat("net.netfilter.nf_log.2"),
+            Some("d"),
+            "first in file order"
+        );
+        assert_eq!(caveat("net.bridge.nf_log.2"), Some("e"));
+        assert_eq!(caveat("net.ipv4.conf.eth0.arp_ignore"), None);
+        assert_eq!(caveat("net.netfilter.nf_log.2.x"), None);
+    }
+
+    #[test]
+    fn a_name_listed_twice_is_refused() {
+        let text = "- {key: vm.a, shape: int, scope: global, caveat: a, sources: [s]}
+- {key: vm.a, shape: int, scope: global, caveat: b, sources: [s]}";
+        let keys = parse_keys(text, "test").unwrap();
+        let error = Schema::from_parts(keys, "test", "[]", "test").unwrap_err();
+        assert!(
+            error.to_string().contains("vm.a is listed twice"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn presence_follows_added_removed_or_the_covered_releases() {
+        let schema = from_keys(
+            "- {key: vm.a, shape: int, scope: global, caveat: a, sources: [s], kernels: ['5.10', '6.1']}
+- {key: vm.b, shape: int, scope: global, caveat: b, sources: [s], kernels: ['6.12', '7.2']}
+- {key: vm.c, shape: int, scope: global, caveat: c, sources: [s], kernels: ['5.10', '7.2']}
+- {key: vm.d, shape: int, scope: global, caveat: d, sources: [s], kernels: ['6.1'], added: '6.2'}",
+            true,
+        );
+        let presence = |key: &str, kernel: &str| {
+            let spec = schema.lookup_text(key).unwrap();
+            spec.presence_on(kernel.parse().unwrap())
+        };
+        use Presence::{Absent, Present, Unknown};
+        assert_eq!(
+            presence("vm.a", "5.4"),
+            Unknown,
+            "below the oldest, which has it"
+        );
+        assert_eq!(
+            presence("vm.b", "5.4"),
+            Absent,
+            "below the oldest, which lacks it"
+        );
+        assert_eq!(presence("vm.a", "5.15"), Present);
+        assert_eq!(
+            presence("vm.a", "6.5"),
+            Unknown,
+            "6.1 has it, 6.12 does not"
+        );
+        assert_eq!(presence("vm.a", "6.12"), Absent);
+        assert_eq!(
+            presence("vm.b", "8.1"),
+            Present,
+            "above the newest: as the newest"
+        );
+        assert_eq!(
+            presence("vm.c", "6.1"),
+            Absent,
+            "covered releases decide exactly"
+        );
+        assert_eq!(
+            presence("vm.d", "6.1"),
+            Absent,
+            "curated added wins over kernels"
+        );
+        assert_eq!(presence("vm.d", "7.2"), Present);
+        let spec = schema.lookup_text("vm.a").unwrap();
+        assert!(!spec.exists_on(Version(6, 12, 0)) && spec.exists_on(Version(6, 5, 0)));
+    }
+
+    #[test]
+    fn jiffies_bounds_are_computed_for_a_given_hz_only() {
+        let schema = from_keys(
+            "- {key: net.ipv4.x, shape: int, scope: netns, caveat: a, sources: [s], hz: jiffies}
+- {key: net.ipv4.y, shape: int, scope: netns, caveat: b, sources: [s], hz: jiffies, kernel_bounds: {min: 1}}
+- {key: net.ipv4.z, shape: int, scope: netns, caveat: c, sources: [s], hz: ms_jiffies, kernel_bounds: {min: 1}}",
+            true,
+        );
+        let at = |key: &str, hz| schema.lookup_text(key).unwrap().kernel_bounds_at(hz);
+        let bounds = |min, max| {
+            Some(Bounds {
+                min: Some(min),
+                max: Some(max),
+            })
+        };
+        assert_eq!(at("net.ipv4.x", None), None);
+        assert_eq!(at("net.ipv4.x", Some(250)), bounds(-8589934, 8589934));
+        assert_eq!(at("net.ipv4.x", Some(1000)), bounds(-2147483, 2147483));
+        assert_eq!(at("net.ipv4.y", Some(250)), bounds(1, 8589934));
+        assert_eq!(
+            at("net.ipv4.z", Some(250)),
+            Some(Bounds {
+                min: Some(1),
+                max: None
+            })
+        );
+    }
 }

@@ -106,6 +106,7 @@ class Catalogue:
         self.covered = sorted(set(extracted) | {d["release"] for d in dumps}, key=version)
         self.patterns = sorted({k for r in extracted.values() for k in r["keys"] if "*" in k})
         self.problems = []
+        self.host_differs = []
         self.names = {}       # catalogue name -> set of observed instance keys
         self.observed = {}    # release -> [(dump, key, init info, child info)]
 
@@ -237,7 +238,7 @@ class Catalogue:
         entry["read_only"] = read_only or None
         entry["trigger"] = trigger or None
         entry["one_way"] = over.get("one_way")
-        entry["changes"] = self.bound_changes(name, entry.get("kernel_bounds")) or None
+        entry["changes"] = (self.bound_changes(name, entry.get("kernel_bounds")) + list(over.get("changes", []))) or None
         entry["scope"] = over.get("scope") or self.scope(name, record)
         entry["namespaced_since"] = self.namespaced_since(name)
         entry["kernels"] = kernels
@@ -346,30 +347,32 @@ class Catalogue:
             entry["default_note"] = over.get("default_note")
             entry["older_defaults"] = over.get("older_defaults")
             return
-        per_release, scaling = {}, set()
-        for release in self.covered:
-            values = {}
-            for dump in self.dumps:
-                if dump["release"] != release:
-                    continue
-                value = self.default_instance(dump, name)
-                if value is not None:
-                    values.setdefault("host" if dump.get("package") is None else "lab", {})[
-                        (dump.get("memory_mib"), dump.get("cpus"))] = value
-            lab = values.get("lab", {})
-            if len(set(lab.values())) > 1:
+        lab, host, scaling = {}, {}, set()
+        for dump in self.dumps:
+            value = self.default_instance(dump, name)
+            if value is None:
+                continue
+            if dump.get("package") is None:
+                host[dump["release"]] = value
+            else:
+                lab.setdefault(dump["release"], {})[(dump.get("memory_mib"), dump.get("cpus"))] = value
+        for release, sizes in lab.items():
+            if len(set(sizes.values())) > 1:
                 scaling.add(release)
-            if lab:
-                per_release[release] = sorted(lab.items())[0][1]
-            elif "host" in values:
-                per_release[release] = list(values["host"].values())[0]
         if scaling or over.get("scales"):
             entry["default_note"] = over.get("scales") or "depends on the machine's memory or CPU count"
             return
+        # Fresh boots of Debian kernels decide; a host's own values (its kernel configuration,
+        # boot parameters, whatever ran since boot) only fill in keys no lab boot has.
+        per_release = {r: sorted(v.items())[0][1] for r, v in lab.items()} or host
         if not per_release:
             return
         releases = [r for r in self.covered if r in per_release]
         newest = per_release[releases[-1]]
+        for release, value in host.items():
+            if lab and value != newest and version(release) > version(releases[-1]):
+                self.host_differs.append("%s: host %s has %r, newest lab boot (%s) %r"
+                                         % (name, release, value, releases[-1], newest))
         entry["default"] = literal(newest, entry["shape"])
         older = []
         for a, b in zip(releases, releases[1:]):
@@ -464,25 +467,35 @@ class Catalogue:
     # ----- curated ----------------------------------------------------------------------------
 
     def contradictions(self):
-        """Curated facts that the newest kernel tables contradict (reported, not applied)."""
+        """Curated facts that the newest kernel tables contradict (reported, not applied). A
+        side the curated entry leaves out is fine when the table's side is only the type's own
+        limit; custom handlers (checks in code) and read-only keys are not compared."""
+        import tables  # noqa: local import: only the report needs the type ranges
         out = []
         for name, spec in sorted(self.curated.items()):
             newest = [r for r in reversed(self.static_releases) if self.static(r, name)]
             if not newest:
-                if not spec.get("removed") and not spec.get("replacement"):
+                if not spec.get("removed") and not spec.get("replacement") and not spec.get("added"):
                     out.append("%s: no covered kernel table defines it" % name)
                 continue
             record = self.static(newest[0], name)
-            bounds = bounds_of(record)
-            claimed = spec.get("kernel_bounds")
-            if record.get("hz") and claimed:
-                out.append("%s: curated kernel_bounds %s, but the handler converts to jiffies (%s)"
-                           % (name, claimed, record["hz"]))
-            elif claimed and bounds and claimed != bounds and spec.get("shape") not in ("port_range", "tuple", "port_list"):
+            if record.get("hz") and spec.get("kernel_bounds"):
+                out.append("%s: curated kernel_bounds, but the handler converts to jiffies (%s)"
+                           % (name, record["hz"]))
+            claimed = spec.get("kernel_bounds") or {}
+            table = bounds_of(record) or {}
+            low, high = tables.ELEM_RANGE.get(record.get("elem"), (None, None))
+            differs = [side for side in ("min", "max")
+                       if claimed.get(side) != table.get(side)
+                       and not (side not in claimed and table.get(side) in (low, high))
+                       and not (side not in table and side in claimed)]
+            if differs and not record.get("custom") and spec.get("shape") not in ("port_range", "port_list"):
                 out.append("%s: curated kernel_bounds %s, %s tables enforce %s"
-                           % (name, claimed, newest[0], bounds))
+                           % (name, claimed, newest[0], table))
             scope = self.scope(name, record)
-            if spec.get("scope") != scope and spec.get("scope") in ("netns", "global", "ipc", "init_only", "ro_in_child"):
+            read_only = self.read_only(name, record)
+            if spec.get("scope") != scope and not read_only and spec.get("scope") in (
+                    "netns", "global", "ipc", "init_only", "ro_in_child"):
                 out.append("%s: curated scope %s, tables and dumps say %s" % (name, spec["scope"], scope))
         return out
 
@@ -581,6 +594,10 @@ def main():
             print("curated: " + line)
         for line in problems:
             print("problem: " + line)
+        for line in catalogue.host_differs:
+            print("host-default: " + line)
+        for name in sorted(set(catalogue.descriptions) - {e["key"] for e in entries}):
+            print("unused description: " + name)
     missing = [p for p in problems if p.startswith("no description")]
     hard = [p for p in problems if not p.startswith("no description")]
     if args.check:

@@ -347,17 +347,32 @@ class SourceFile:
         body = cparse.expand(cparse.drop_directives(body), self.defs)
         entries = []
         for index, item in enumerate(cparse.split_top(body)):
+            designator = re.match(r"^\[\s*([^\]]*?)\s*\]\s*=\s*", item.strip())
             item = re.sub(r"^\[[^\]]*\]\s*=\s*", "", item.strip())
             if not item.startswith("{"):
                 continue
-            fields = {}
+            fields = {"_index": str(index)}
+            if designator:
+                fields["_designator"] = designator.group(1)
             for field in cparse.split_top(item[1:cparse.matching(item, 0) - 1]):
                 fm = re.match(r"\.\s*(\w+)\s*=\s*(.*)$", field, re.S)
                 if fm:
                     fields[fm.group(1)] = re.sub(r"\s+", " ", fm.group(2)).strip()
-            if fields:
+            if len(fields) > 1 or "_designator" in fields:
                 entries.append(fields)
         return entries
+
+    def runtime_extras(self, table):
+        """{(index or designator, side): expression} of extra1/extra2 assigned at run time in
+        functions that use `table` (`table[0].extra1 = &net->ipv4.fqdir->low_thresh`)."""
+        if not hasattr(self, "_runtime"):
+            self._runtime = {}
+            for body in self.functions.values():
+                used = [t for t in self.tables if re.search(r"\b" + t + r"\b", body)]
+                for m in re.finditer(r"\b\w+\s*\[\s*(\w+)\s*\]\s*\.\s*(extra1|extra2)\s*=\s*([^;]+);", body):
+                    for t in used:
+                        self._runtime.setdefault(t, {})[(m.group(1), m.group(2))] = m.group(3).strip()
+        return self._runtime.get(table, {})
 
     def _paths(self):
         for m in re.finditer(r"struct\s+ctl_path\s+(\w+)\s*\[\]\s*=\s*\{", self.text):
@@ -512,7 +527,9 @@ def handler_info(tree, source, name, seen=None):
         if "shape" in info:
             merged["shape"] = info["shape"]
         tmp = re.search(r"\b" + re.escape(call) + r"\s*\(\s*&\s*(\w+)", body)
-        if tmp:
+        if inner.get("table_extras") is False:
+            pass
+        elif tmp:
             var = tmp.group(1)
             merged["table_extras"] = False
             for side in ("extra1", "extra2"):
@@ -775,6 +792,13 @@ def build(tree, source, table, entry, kind, reg_file):
     elem = info.get("elem")
     record["shape"] = info.get("shape") or (elem and "number")
     record["elem"] = elem
+    runtime = source.runtime_extras(table)
+    for side in ("extra1", "extra2"):
+        expr = runtime.get((entry.get("_index"), side)) or runtime.get((entry.get("_designator"), side))
+        if expr and info.get("minmax") and info.get("table_extras", True):
+            entry = dict(entry)
+            entry[side] = "&" + expr.lstrip("&") if expr.startswith("&") else expr
+            record[side + "_runtime"] = expr
     if elem:
         record["len"] = vector_length(tree, resolver, entry.get("maxlen"), elem)
         bounds(record, info, entry, resolver)
