@@ -396,17 +396,23 @@ class Catalogue:
         return next(iter(found.values())).get("value")
 
     def bound_changes(self, name, bounds):
-        """`changes` entries where the kernel's bounds differed on older covered releases."""
+        """`changes` entries where the kernel's bounds differed on older covered releases. A
+        side that cannot be evaluated statically on one release (HZ, struct sizes) is not
+        compared."""
         out, previous = [], None
         for release in self.static_releases:
             record = self.static(release, name)
             if not record or "min" not in record:
                 continue
             current = (record.get("min"), record.get("max"))
-            if previous and current != previous[1]:
-                out.append({"since": release, "note": "kernel bounds changed from %s to %s"
-                            % (show_bounds(previous[1]), show_bounds(current))})
-            previous = (release, current)
+            unknown = (bool(record.get("extra1_unresolved")), bool(record.get("extra2_unresolved")))
+            if previous:
+                differs = any(a != b and not (u or pu) for a, b, u, pu
+                              in zip(previous[0], current, unknown, previous[1]))
+                if differs:
+                    out.append({"since": release, "note": "kernel bounds changed from %s to %s"
+                                % (show_bounds(previous[0]), show_bounds(current))})
+            previous = (current, unknown)
         return out
 
     def caveat(self, name):

@@ -96,7 +96,7 @@ def kernel_hz():
 def instances(key):
     """The concrete keys a pattern is probed on (`all`/`default`/`lo` for interfaces)."""
     if "*" not in key:
-        return [key]
+        return [key] if os.path.exists(path(key)) else []
     out = []
     for name in ("all", "default", "lo"):
         concrete = key.replace("*", name)
@@ -148,7 +148,7 @@ def probe_entry(entry, hz, tally):
         return
     names = instances(key)
     if not names:
-        tally["skipped"].append("%s: not present in this namespace" % key)
+        tally["skipped"].append("%s: not on this kernel (module not loaded or not built)" % key)
         return
     for name in names:
         original = read(name)
