@@ -444,7 +444,11 @@ mod tests {
                 max: Some(max),
             })
         };
-        assert_eq!(at("net.ipv4.x", None), None);
+        assert_eq!(
+            at("net.ipv4.x", None),
+            bounds(-21474836, 21474836),
+            "HZ=100, the loosest"
+        );
         assert_eq!(at("net.ipv4.x", Some(250)), bounds(-8589934, 8589934));
         assert_eq!(at("net.ipv4.x", Some(1000)), bounds(-2147483, 2147483));
         assert_eq!(at("net.ipv4.y", Some(250)), bounds(1, 8589934));

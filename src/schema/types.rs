@@ -517,13 +517,15 @@ impl KeySpec {
         }
     }
 
-    /// The bounds the kernel enforces at a given `CONFIG_HZ` (when known): `kernel_bounds`,
-    /// narrowed for handlers that convert seconds to jiffies (`|n| <= INT_MAX / HZ`). For the
-    /// other jiffies conversions the bound is not a simple function of HZ and is left to the
-    /// kernel.
+    /// The bounds the kernel enforces at a given `CONFIG_HZ`: `kernel_bounds`, narrowed for
+    /// handlers that convert seconds to jiffies (`|n| <= INT_MAX / HZ`). With HZ unknown the
+    /// loosest such bound applies, that of the smallest HZ Linux offers (100): whatever the
+    /// kernel's HZ, it refuses anything beyond. The other jiffies conversions are not a simple
+    /// function of HZ and are left to the kernel.
     pub fn kernel_bounds_at(&self, hz: Option<u32>) -> Option<Bounds> {
-        match (self.hz, hz) {
-            (Some(HzKind::Jiffies), Some(hz)) if hz > 0 => {
+        const SMALLEST_HZ: u32 = 100;
+        match (self.hz, hz.unwrap_or(SMALLEST_HZ)) {
+            (Some(HzKind::Jiffies), hz) if hz > 0 => {
                 let limit = i128::from(i32::MAX) / i128::from(hz);
                 let own = self.kernel_bounds.unwrap_or_default();
                 Some(Bounds {
