@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Probe the catalogue's kernel bounds of network-namespaced keys on the running kernel.
 
-    probe.py [--json OUT]
+    probe.py [--json OUT]      (gen/probe/<release>.json keeps the tally of each kernel probed)
 
 For every writable integer net.* entry whose scope is netns (curated keys.yaml and generated
 catalogue.yaml), inside a throwaway network namespace: write the minimum and the maximum (both
@@ -230,8 +230,11 @@ def main():
     with open(out) as f:
         tally = json.load(f)
     tally["host_changed"] = changed
+    for field in ("contradicted", "skipped", "harness"):
+        tally[field] = sorted(tally[field])
     with open(out, "w") as f:
         json.dump(tally, f, indent=1, sort_keys=True)
+        f.write("\n")
     print("bounds probe on %s (HZ=%s): %d keys probed, %d claims confirmed, %d contradicted, %d skipped"
           % (tally["kernel"], tally["hz"], tally["probed"], tally["confirmed"],
              len(tally["contradicted"]), len(tally["skipped"])))
