@@ -328,7 +328,12 @@ fn keys_yaml_matches_the_running_kernel_in_a_throwaway_namespace() {
     let schema = Schema::from_dir(&repo().join("schema")).expect("schema/ loads");
     let kernel: Version = read("kernel.osrelease").unwrap().parse().unwrap();
     // keys.yaml only: the generated catalogue is proved by tests/catalogue.rs.
-    let curated: Vec<KeySpec> = schema.keys.iter().filter(|s| !s.generated).cloned().collect();
+    let curated: Vec<KeySpec> = schema
+        .keys
+        .iter()
+        .filter(|s| !s.generated)
+        .cloned()
+        .collect();
     let host_before = host_values(&curated);
 
     let mut tally = Tally::default();
