@@ -531,11 +531,11 @@ fn profile_cases() -> Vec<ProfileCase> {
         ),
         case(
             "huge-number",
-            sysctls("  net.ipv4.tcp_fin_timeout: 99999999999999999999999999\n"),
+            sysctls("  net.ipv4.tcp_syn_retries: 99999999999999999999999999\n"),
             3,
             &[
                 "--> {p}:3:3",
-                "net.ipv4.tcp_fin_timeout: 99999999999999999999999999 is outside",
+                "net.ipv4.tcp_syn_retries: 99999999999999999999999999 is outside",
             ],
         ),
         case(
@@ -1237,10 +1237,9 @@ fn value_not_retained(tally: &mut Tally) {
 fn schema_without_syn_bounds(dir: &Path) -> PathBuf {
     let schema = dir.join("schema");
     std::fs::create_dir_all(&schema).unwrap();
-    for entry in std::fs::read_dir(repo().join("schema")).unwrap().flatten() {
-        if entry.file_type().unwrap().is_file() {
-            std::fs::copy(entry.path(), schema.join(entry.file_name())).unwrap();
-        }
+    let files = std::fs::read_dir(repo().join("schema")).unwrap().flatten();
+    for entry in files.filter(|e| e.file_type().is_ok_and(|t| t.is_file())) {
+        std::fs::copy(entry.path(), schema.join(entry.file_name())).unwrap();
     }
     let keys = std::fs::read_to_string(schema.join("keys.yaml")).unwrap();
     let start = keys.find("- key: net.ipv4.tcp_syn_retries\n").unwrap();

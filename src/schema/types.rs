@@ -129,6 +129,84 @@ pub enum Scope {
     Global,
     /// Per IPC namespace.
     Ipc,
+    /// Per UTS namespace (`kernel.hostname`, `kernel.domainname`).
+    Uts,
+    /// Per user namespace (the `user.*` ucount limits).
+    User,
+    /// Per PID namespace (`kernel.ns_last_pid`).
+    Pid,
+}
+
+/// How a handler converts the written number into jiffies, which makes the kernel's real bound
+/// depend on `CONFIG_HZ` (see [`KeySpec::kernel_bounds_at`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HzKind {
+    /// Seconds (`proc_dointvec_jiffies`): at most `INT_MAX / HZ` either way.
+    Jiffies,
+    /// 1/USER_HZ (1/100) seconds (`proc_dointvec_userhz_jiffies`).
+    UserhzJiffies,
+    /// Milliseconds (`proc_dointvec_ms_jiffies` and friends).
+    MsJiffies,
+}
+
+/// Which writes of a one-way key cannot be undone until reboot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OneWayKind {
+    /// Writing one of `values` locks the key there.
+    ToValues,
+    /// The value can only be raised.
+    OnlyUp,
+    /// The value can only be lowered.
+    OnlyDown,
+    /// Bits can be set but never cleared.
+    BitsOnlySet,
+    /// Bits can be cleared but never set again.
+    BitsOnlyCleared,
+}
+
+/// A write that rollback cannot restore (until reboot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OneWay {
+    /// What kind of writes are final.
+    pub kind: OneWayKind,
+    /// The values that lock the key (`to_values` only).
+    #[serde(default, deserialize_with = "leak::list")]
+    pub values: &'static [i64],
+    /// What the kernel does, in one sentence.
+    #[serde(deserialize_with = "leak::text")]
+    pub note: &'static str,
+}
+
+impl OneWay {
+    /// Whether going from `from` to `to` is a write that cannot be undone. Unknown (`None`)
+    /// current values count as possibly irreversible.
+    pub fn irreversible(&self, from: Option<i128>, to: i128) -> bool {
+        match (self.kind, from) {
+            (OneWayKind::ToValues, from) => {
+                self.values.iter().any(|&v| i128::from(v) == to) && from != Some(to)
+            }
+            (OneWayKind::OnlyUp, Some(from)) => to > from,
+            (OneWayKind::OnlyDown, Some(from)) => to < from,
+            (OneWayKind::BitsOnlySet, Some(from)) => to & !from != 0,
+            (OneWayKind::BitsOnlyCleared, Some(from)) => from & !to != 0,
+            (_, None) => true,
+        }
+    }
+}
+
+/// Whether a key exists on a kernel version, as far as the schema knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Presence {
+    /// The key exists there.
+    Present,
+    /// The key does not exist there.
+    Absent,
+    /// The schema cannot tell (between covered releases that disagree, or below the oldest).
+    Unknown,
 }
 
 /// Kubernetes classification of a key.
@@ -350,6 +428,46 @@ pub struct KeySpec {
     /// Where the facts come from.
     #[serde(deserialize_with = "leak::texts")]
     pub sources: &'static [&'static str],
+    /// Nobody can write it (mode 0444): a counter or a view of kernel state.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub read_only: bool,
+    /// Writing performs an action instead of setting a state (`vm.drop_caches`): there is no
+    /// value to restore.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub trigger: bool,
+    /// Writes that cannot be undone until reboot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub one_way: Option<OneWay>,
+    /// The handler converts to jiffies: the kernel's real bound depends on `CONFIG_HZ`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hz: Option<HzKind>,
+    /// The covered kernel releases that have the key (generated entries).
+    #[serde(
+        default,
+        deserialize_with = "leak::list",
+        skip_serializing_if = "<[_]>::is_empty"
+    )]
+    pub kernels: &'static [Version],
+    /// The kernel's proc_handler for the key (`proc_dointvec_minmax`).
+    #[serde(
+        default,
+        deserialize_with = "leak::opt_text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub handler: Option<&'static str>,
+    /// Whether the entry comes from the generated catalogue (`catalogue.yaml`) rather than the
+    /// curated `keys.yaml`. Set by the loader, never written in YAML.
+    #[serde(skip_deserializing, skip_serializing_if = "is_false")]
+    pub generated: bool,
+    /// Every release the generated catalogue covers (the union of its `kernels`), shared by
+    /// all entries of one schema. Set by the loader, never written in YAML.
+    #[serde(skip)]
+    pub covered: &'static [Version],
+}
+
+/// `skip_serializing_if` helper.
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl KeySpec {
@@ -364,9 +482,59 @@ impl KeySpec {
         older.map(|d| d.value).or(self.default)
     }
 
-    /// Whether the key exists on `kernel` according to `added`/`removed`.
+    /// Whether the key may exist on `kernel`: false only when the schema knows it is absent
+    /// ([`Presence::Absent`]).
     pub fn exists_on(&self, kernel: Version) -> bool {
-        self.added.is_none_or(|v| kernel >= v) && self.removed.is_none_or(|v| kernel < v)
+        self.presence_on(kernel) != Presence::Absent
+    }
+
+    /// Whether the key exists on `kernel`. Curated `added`/`removed` decide when given (and an
+    /// entry without them nor `kernels` exists everywhere). Otherwise the `kernels` list and the
+    /// covered releases decide, by the nearest covered release at or below `kernel` and the
+    /// nearest at or above: both have the key → present, both lack it → absent, else unknown.
+    /// Above the newest covered release the newest decides; below the oldest, a key the oldest
+    /// has is unknown and one it lacks is absent.
+    pub fn presence_on(&self, kernel: Version) -> Presence {
+        let curated = |present: bool| match present {
+            true => Presence::Present,
+            false => Presence::Absent,
+        };
+        if self.added.is_some() || self.removed.is_some() || self.kernels.is_empty() {
+            let present =
+                self.added.is_none_or(|v| kernel >= v) && self.removed.is_none_or(|v| kernel < v);
+            return curated(present);
+        }
+        let has = |v: &Version| self.kernels.contains(v);
+        let below = self.covered.iter().filter(|v| **v <= kernel).max();
+        let above = self.covered.iter().filter(|v| **v >= kernel).min();
+        match (below.map(has), above.map(has)) {
+            (Some(a), Some(b)) if a == b => curated(a),
+            (Some(a), None) => curated(a),
+            (None, Some(true)) => Presence::Unknown,
+            (None, Some(false)) => Presence::Absent,
+            (None, None) => curated(!self.kernels.is_empty()),
+            _ => Presence::Unknown,
+        }
+    }
+
+    /// The bounds the kernel enforces at a given `CONFIG_HZ`: `kernel_bounds`, narrowed for
+    /// handlers that convert seconds to jiffies (`|n| <= INT_MAX / HZ`). With HZ unknown the
+    /// loosest such bound applies, that of the smallest HZ Linux offers (100): whatever the
+    /// kernel's HZ, it refuses anything beyond. The other jiffies conversions are not a simple
+    /// function of HZ and are left to the kernel.
+    pub fn kernel_bounds_at(&self, hz: Option<u32>) -> Option<Bounds> {
+        const SMALLEST_HZ: u32 = 100;
+        match (self.hz, hz.unwrap_or(SMALLEST_HZ)) {
+            (Some(HzKind::Jiffies), hz) if hz > 0 => {
+                let limit = i128::from(i32::MAX) / i128::from(hz);
+                let own = self.kernel_bounds.unwrap_or_default();
+                Some(Bounds {
+                    min: Some(own.min.map_or(-limit, |m| m.max(-limit))),
+                    max: Some(own.max.map_or(limit, |m| m.min(limit))),
+                })
+            }
+            _ => self.kernel_bounds,
+        }
     }
 
     /// The enum values the key accepts, in ascending order.
@@ -609,24 +777,30 @@ pub struct Indexed {
     pub entry: usize,
 }
 
-/// The lookup tables of a key list.
+/// The lookup tables of a key list. Lookups cost a binary search whatever the number of
+/// entries: exact names by name, patterns by their last component (patterns ending in `*` are
+/// few and scanned).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Index {
     /// Exact names, sorted for binary search (see `name_order`).
     pub exact: &'static [Indexed],
-    /// Names with a `*`, in file order: the first match wins.
+    /// Names with a `*` but a literal last component, sorted by that component, then by
+    /// position in the key list (the first entry that matches wins).
     pub patterns: &'static [Indexed],
+    /// Names whose last component is `*`, in key-list order.
+    pub wild: &'static [Indexed],
 }
 
 impl Index {
     /// Checks every entry of `keys` (its name parses with `parse`, it cites a source, no exact
-    /// name is listed twice) and builds the tables, leaked like the keys themselves. Errors are
-    /// messages for the keys file.
+    /// name or pattern is listed twice) and builds the tables, leaked like the keys themselves.
+    /// Errors are messages for the keys file.
     pub fn build(
         keys: &[KeySpec],
         parse: impl Fn(&str) -> Result<Name, String>,
     ) -> Result<Index, String> {
-        let (mut exact, mut patterns, mut seen) = (Vec::new(), Vec::new(), BTreeSet::new());
+        let (mut exact, mut patterns, mut wild) = (Vec::new(), Vec::new(), Vec::new());
+        let mut seen = BTreeSet::new();
         for (entry, spec) in keys.iter().enumerate() {
             let name = parse(spec.key)?;
             if spec.sources.is_empty() {
@@ -641,22 +815,30 @@ impl Index {
                 components: components.leak(),
                 entry,
             };
-            if name.pattern {
-                patterns.push(row);
-            } else if seen.insert(row.components) {
-                exact.push(row);
-            } else {
+            if !seen.insert(row.components) {
                 return Err(format!("{} is listed twice", spec.key));
+            }
+            match (name.pattern, row.components.last()) {
+                (false, _) => exact.push(row),
+                (true, Some(&"*")) => wild.push(row),
+                (true, _) => patterns.push(row),
             }
         }
         exact.sort_by(|a, b| name_order(a.components, b.components));
+        patterns.sort_by(|a, b| {
+            leaf(a.components)
+                .cmp(leaf(b.components))
+                .then(a.entry.cmp(&b.entry))
+        });
         Ok(Index {
             exact: exact.leak(),
             patterns: patterns.leak(),
+            wild: wild.leak(),
         })
     }
 
-    /// The entry for a key given as components: the exact name, else the first matching pattern.
+    /// The entry for a key given as components: the exact name, else the first matching
+    /// pattern in key-list order.
     pub fn find(&self, key: &[impl AsRef<str>]) -> Option<usize> {
         let exact = self
             .exact
@@ -668,9 +850,23 @@ impl Index {
                 row.components.len() == key.len()
                     && (row.components.iter().zip(key)).all(|(p, k)| *p == "*" || *p == k.as_ref())
             };
-            self.patterns.iter().find(matches).map(|row| row.entry)
+            let last = key.last().map(AsRef::as_ref).unwrap_or("");
+            let start = self
+                .patterns
+                .partition_point(|row| leaf(row.components) < last);
+            let same_leaf = self.patterns[start..]
+                .iter()
+                .take_while(|row| leaf(row.components) == last);
+            let by_leaf = same_leaf.filter(matches).map(|row| row.entry).next();
+            let by_wild = self.wild.iter().find(matches).map(|row| row.entry);
+            by_leaf.into_iter().chain(by_wild).min()
         })
     }
+}
+
+/// The last component of a name.
+fn leaf<'a>(components: &[&'a str]) -> &'a str {
+    components.last().copied().unwrap_or("")
 }
 
 /// The order of the exact table: by the last component, where names mostly differ (most start
@@ -681,6 +877,12 @@ fn name_order(a: &[impl AsRef<str>], b: &[impl AsRef<str>]) -> Ordering {
         let all_b = b.iter().map(AsRef::as_ref);
         a.iter().map(AsRef::as_ref).cmp(all_b)
     })
+}
+
+/// Every release the generated entries cover: the sorted union of their `kernels`.
+pub fn covered(keys: &[KeySpec]) -> Vec<Version> {
+    let all = keys.iter().filter(|s| s.generated).flat_map(|s| s.kernels);
+    all.copied().collect::<BTreeSet<_>>().into_iter().collect()
 }
 
 /// Checks the rules: ids are unique, keys are valid (`check_key`), key comparisons have an
