@@ -96,7 +96,7 @@ const BAD: &[Bad] = &[
         rule: "kernel-bounds",
         severity: "error",
         kind: "Job",
-        at: "\"9000000\"",
+        at: "\"30000000\"",
         exit: exit::INVALID_INPUT,
     },
     Bad {

@@ -286,6 +286,21 @@ const CASES: &[Case] = &[
         miss: p(NONE, &[], &["net.ipv4.tcp_syn_retries: 127"]),
     },
     Case {
+        rule: "kernel-bounds-hz",
+        severity: Warning,
+        at: "net.ipv4.tcp_keepalive_time",
+        hit: p(
+            &["--kernel", "6.1"],
+            &[],
+            &["net.ipv4.tcp_keepalive_time: 9000000"],
+        ),
+        miss: p(
+            &["--kernel", "6.1"],
+            &[],
+            &["net.ipv4.tcp_keepalive_time: 2000000"],
+        ),
+    },
+    Case {
         rule: "negative-value",
         severity: Error,
         at: "net.ipv4.tcp_fin_timeout",

@@ -90,6 +90,12 @@ pub fn exported(
         found.read_only,
         found.unreadable.len()
     )];
+    if found.host_wide > 0 {
+        notes.push(format!(
+            "{} host-wide key(s) left out: seen from a network namespace they are the host's",
+            found.host_wide
+        ));
+    }
     if !found.unrepresentable.is_empty() {
         let left = found.unrepresentable.join(", ");
         notes.push(format!(

@@ -8,7 +8,7 @@ use crate::adopt::emit::{Item, representable};
 use crate::error::{Error, Result};
 use crate::kernel::{EntryKind, Found, SysctlTree};
 use crate::profile::key::SysctlKey;
-use crate::schema::{Schema, Version};
+use crate::schema::{Schema, Scope, Version};
 
 /// What to export.
 #[derive(Debug, Clone, Default)]
@@ -17,6 +17,9 @@ pub struct Filter {
     pub prefix: Vec<String>,
     /// Only keys whose value differs from the schema default (keys without one are left out).
     pub non_default: Option<Version>,
+    /// Exporting a child network namespace: only keys that belong to it (a host-wide key seen
+    /// from inside a namespace is the host's, and applying it there would change the host).
+    pub child_netns: bool,
 }
 
 /// The export and what was left out, with reasons.
@@ -35,6 +38,8 @@ pub struct Export {
     pub at_default: usize,
     /// With `--non-default`: keys the schema has no default for.
     pub unknown_default: usize,
+    /// In a child network namespace: keys that are not per namespace (the host's).
+    pub host_wide: usize,
 }
 
 /// Walks `tree` and collects what `filter` asks for.
@@ -93,6 +98,15 @@ pub fn prefix(text: &str) -> Result<Vec<String>> {
     Ok(components[..components.len() - 1].to_vec())
 }
 
+/// Whether a key belongs to a child network namespace: the catalogue says it is per namespace;
+/// a key it does not describe counts when it is under `net`.
+fn per_netns(schema: &Schema, key: &SysctlKey) -> bool {
+    match schema.lookup(key) {
+        Some(spec) => spec.scope == Scope::Netns,
+        None => key.components().first().is_some_and(|c| c == "net"),
+    }
+}
+
 /// Sorts one walked file into the export or one of the left-out counts.
 fn take(schema: &Schema, filter: &Filter, path: &[String], found: Found, out: &mut Export) {
     let Ok(key) = SysctlKey::from_components(path.to_vec()) else {
@@ -103,6 +117,9 @@ fn take(schema: &Schema, filter: &Filter, path: &[String], found: Found, out: &m
         Found::ReadOnly => return out.read_only += 1,
         Found::Unreadable(_) => return out.unreadable.push(key.to_string()),
     };
+    if filter.child_netns && !per_netns(schema, &key) {
+        return out.host_wide += 1;
+    }
     let value = crate::profile::value::Value::from_text(&text);
     if text.trim_end_matches('\n').contains('\n') || !representable(&value) {
         return out.unrepresentable.push(key.to_string());
@@ -157,6 +174,7 @@ mod tests {
             let filter = Filter {
                 prefix: prefix(text).unwrap(),
                 non_default,
+                child_netns: false,
             };
             export(&tree, &schema, &filter)
         };

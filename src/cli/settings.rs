@@ -30,6 +30,15 @@ fn implicit_netns() -> Option<Option<String>> {
     (mine != host).then(|| netns::name_of(mine))
 }
 
+/// The running kernel's `CONFIG_HZ`, from its build configuration when it is installed
+/// (`/boot/config-RELEASE`, or `/proc/config.gz` is not read: it needs a decompressor).
+fn running_hz() -> Option<u32> {
+    let release = env::kernel_release()?;
+    let text = std::fs::read_to_string(format!("/boot/config-{release}")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("CONFIG_HZ=")?.trim().parse().ok())
+}
+
 /// The global flags, validated.
 pub struct Settings {
     /// The sysctl root (`--root`).
@@ -114,6 +123,10 @@ impl Settings {
             mem_bytes,
             page_size,
             child_netns: self.netns.is_some(),
+            hz: match self.kernel {
+                Some(_) => None,
+                None => running_hz(),
+            },
         }
     }
 

@@ -19,6 +19,10 @@ pub struct Target {
     pub page_size: u64,
     /// Whether the profile is applied inside a child network namespace (`--netns`).
     pub child_netns: bool,
+    /// The target kernel's `CONFIG_HZ`, when known (the running kernel's build configuration):
+    /// seconds-to-jiffies keys are bounded by `INT_MAX / HZ`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hz: Option<u32>,
 }
 
 impl Target {

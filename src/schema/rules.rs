@@ -56,6 +56,12 @@ pub const CODE_RULES: &[CodeRule] = &[
         sources: &["kernel/sysctl.c proc_dou8vec_minmax, proc_dointvec_minmax"],
     },
     CodeRule {
+        id: "kernel-bounds-hz",
+        severity: Severity::Warning,
+        summary: "a seconds value the kernel converts to jiffies overflows an int on kernels built with a high CONFIG_HZ (their bound is INT_MAX / HZ); validated offline, the target's HZ is unknown",
+        sources: &["kernel/sysctl.c do_proc_dointvec_jiffies_conv"],
+    },
+    CodeRule {
         id: "negative-value",
         severity: Severity::Error,
         summary: "a negative value for a key whose documented range starts at zero or above (a time, size or count): the kernel may take it, but it means nothing sane",

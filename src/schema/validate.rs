@@ -77,7 +77,7 @@ fn check_setting(
         ));
         return;
     }
-    check_bounds(&b, spec, &setting.value, out);
+    check_bounds(&b, spec, &setting.value, target.hz, out);
     check_noop_and_default(&b, spec, setting, target, out);
     if profile.fact("kubernetes_pod") {
         check_pod(&b, spec, target, out);
@@ -204,23 +204,62 @@ fn shape_help(spec: &KeySpec) -> Option<String> {
     })
 }
 
-fn check_bounds(b: &FindingBuilder, spec: &KeySpec, value: &Value, out: &mut Vec<Finding>) {
+/// The largest `CONFIG_HZ` Linux offers: a seconds-to-jiffies value within `INT_MAX / 1000`
+/// suits every kernel.
+const STRICTEST_HZ: u32 = 1000;
+
+fn check_bounds(
+    b: &FindingBuilder,
+    spec: &KeySpec,
+    value: &Value,
+    hz: Option<u32>,
+    out: &mut Vec<Finding>,
+) {
     let numbers: Vec<i128> = value
         .tokens()
         .iter()
         .filter_map(|t| parse_decimal(t))
         .collect();
     let key = b.setting.map(|s| s.key.to_string()).unwrap_or_default();
-    if let Some(bounds) = spec.kernel_bounds {
+    if let Some(bounds) = spec.kernel_bounds_at(hz) {
         if let Some(n) = numbers.iter().find(|n| !bounds.contains(**n)) {
+            let at = match (spec.hz.is_some(), hz) {
+                (true, Some(hz)) => format!(" at CONFIG_HZ={hz}"),
+                (true, None) => " on any kernel (INT_MAX / HZ at the smallest HZ, 100)".into(),
+                (false, _) => String::new(),
+            };
             let message = format!(
-                "{key}: {n} is outside the kernel's accepted range {bounds}; the write would fail with EINVAL"
+                "{key}: {n} is outside the kernel's accepted range {bounds}{at}; the write would fail with EINVAL"
             );
             out.push(b.finding(
                 Severity::Error,
                 "kernel-bounds",
                 message,
                 None,
+                spec.sources,
+            ));
+            return;
+        }
+    }
+    if let (Some(strict), None) = (
+        spec.kernel_bounds_at(Some(STRICTEST_HZ)),
+        hz.filter(|_| spec.hz.is_some()),
+    ) {
+        if let Some(n) = numbers
+            .iter()
+            .find(|n| spec.hz.is_some() && !strict.contains(**n))
+        {
+            let limit = i128::from(i32::MAX);
+            let from = (limit / n.abs().max(1)) + 1;
+            let message = format!(
+                "{key}: {n} seconds become more jiffies than an int holds when CONFIG_HZ is {from} or more (Debian and most distributions build with 250); such a kernel refuses it"
+            );
+            let help = Some(format!("stay within {strict} to suit every HZ"));
+            out.push(b.finding(
+                Severity::Warning,
+                "kernel-bounds-hz",
+                message,
+                help,
                 spec.sources,
             ));
             return;

@@ -303,6 +303,7 @@ fn target(profile: &Profile) -> Target {
         mem_bytes: Some(8 << 30),
         page_size: 4096,
         child_netns: profile.fact("kubernetes_pod"),
+        hz: None,
     }
 }
 

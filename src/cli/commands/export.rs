@@ -22,6 +22,7 @@ pub fn run(
     let filter = Filter {
         prefix: prefix.map(export::prefix).transpose()?.unwrap_or_default(),
         non_default: non_default.then_some(s.target().kernel),
+        child_netns: s.netns.is_some(),
     };
     let netns = s.netns.as_deref();
     let (adopted, found) = adopted::exported(&tree, &s.schema()?, &filter, name, prefix, netns)?;
