@@ -903,8 +903,8 @@ fn malformed_input_is_refused_with_its_place_and_changes_nothing() {
         &world,
         "missing-key",
         sub(&["apply", missing_key.to_str().unwrap()]),
-        7,
-        &["read net.core.somaxconn", "no such key"],
+        3,
+        &["error[key-absent]: net.core.somaxconn does not exist here"],
     );
 
     // State problems (exit 6).

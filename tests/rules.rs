@@ -5,6 +5,9 @@
 
 mod common;
 
+// Every case here only validates: the sandboxes read the host's /proc/sys to learn which keys
+// exist (the kernel is the authority on that) and never write it.
+
 use std::collections::BTreeSet;
 
 use common::{Netns, Run, Sandbox, repo};
@@ -284,6 +287,50 @@ const CASES: &[Case] = &[
         at: "net.ipv4.tcp_syn_retries",
         hit: p(NONE, &[], &["net.ipv4.tcp_syn_retries: 128"]),
         miss: p(NONE, &[], &["net.ipv4.tcp_syn_retries: 127"]),
+    },
+    Case {
+        rule: "uncatalogued-key",
+        severity: Warning,
+        at: "dev.sysprofx.knob",
+        hit: p(&["--kernel", "6.1"], &[], &["dev.sysprofx.knob: 1"]),
+        miss: p(&["--kernel", "6.1"], &[], &["net.ipv4.tcp_dsack: 1"]),
+    },
+    Case {
+        rule: "key-absent",
+        severity: Error,
+        at: "net.ipv4.tcp_shrink_window",
+        hit: p(
+            &["--kernel", "5.10"],
+            &[],
+            &["net.ipv4.tcp_shrink_window: 1"],
+        ),
+        miss: p(
+            &["--kernel", "6.1"],
+            &[],
+            &["net.ipv4.tcp_shrink_window: 1"],
+        ),
+    },
+    Case {
+        rule: "optional-absent",
+        severity: Info,
+        at: "net.ipv4.tcp_shrink_window",
+        hit: p(
+            &["--kernel", "5.10"],
+            &[],
+            &["net.ipv4.tcp_shrink_window: {value: 1, optional: true}"],
+        ),
+        miss: p(
+            &["--kernel", "6.1"],
+            &[],
+            &["net.ipv4.tcp_shrink_window: {value: 1, optional: true}"],
+        ),
+    },
+    Case {
+        rule: "key-presence-unknown",
+        severity: Info,
+        at: "net.ipv4.tcp_dsack",
+        hit: p(&["--kernel", "5.4"], &[], &["net.ipv4.tcp_dsack: 1"]),
+        miss: p(&["--kernel", "5.10"], &[], &["net.ipv4.tcp_dsack: 1"]),
     },
     Case {
         rule: "kernel-bounds-hz",
@@ -591,7 +638,7 @@ fn the_table_covers_every_rule_exactly_once_with_its_declared_severity() {
 
 #[test]
 fn every_rule_fires_on_its_trigger_at_the_key_and_not_on_its_near_miss() {
-    let sb = Sandbox::fake(&[]);
+    let sb = Sandbox::host_readonly();
     let ns = Netns::create();
     let mut failures = Vec::new();
     for case in CASES {
@@ -688,7 +735,7 @@ fn every_rule_fires_on_its_trigger_at_the_key_and_not_on_its_near_miss() {
 
 #[test]
 fn lvs_dr_arp_set_only_on_one_interface_is_a_warning() {
-    let sb = Sandbox::fake(&[]);
+    let sb = Sandbox::host_readonly();
     let profile = p(
         NONE,
         &["lvs_dr_real_server: true"],
@@ -713,7 +760,7 @@ fn lvs_dr_arp_set_only_on_one_interface_is_a_warning() {
 
 /// Validates `text` and returns the outcome after checking the exit code.
 fn seed(file: &str, text: &str, args: &[&str], code: i32) -> Outcome {
-    let sb = Sandbox::fake(&[]);
+    let sb = Sandbox::host_readonly();
     let out = validate(&sb, file, text, args);
     assert_eq!(out.run.code, code, "exit code\n{}", out.show());
     out
@@ -856,7 +903,7 @@ fn seed_002_rfc1337_never_existed_and_points_at_tcp_rfc1337() {
 
 #[test]
 fn every_shipped_profile_is_valid_on_this_kernel() {
-    let sb = Sandbox::fake(&[]);
+    let sb = Sandbox::host_readonly();
     let mut paths: Vec<_> = std::fs::read_dir(repo().join("profiles"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -880,7 +927,7 @@ fn every_shipped_profile_is_valid_on_this_kernel() {
 
 #[test]
 fn deny_warnings_turns_a_warning_into_exit_3() {
-    let sb = Sandbox::fake(&[]);
+    let sb = Sandbox::host_readonly();
     let path = sb.file(
         "warn.yaml",
         "version: 1\nsysctls:\n  net.ipv4.tcp_max_tw_buckets: 5000\n",
@@ -941,7 +988,7 @@ fn the_schema_is_large_and_everything_in_it_is_sourced() {
         );
     }
     // explain knows every rule, with its sources.
-    let sb = Sandbox::fake(&[]);
+    let sb = Sandbox::host_readonly();
     for (id, _) in &rules {
         let run = sb.run(&["explain", id, "--format", "json"]).expect(0);
         let sources = &run.json()["sources"];

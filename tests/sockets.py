@@ -130,9 +130,26 @@ def mix():
     kept += established("127.0.0.1", 9003, 7)
     kept += established("::1", 9004, 5)
     kept.append(short_connections("::1", 9005, 11))
-    time.sleep(0.5)
+    # Closing is asynchronous: wait until the kernel shows every TIME_WAIT, CLOSE_WAIT and
+    # FIN_WAIT2 socket (a loaded machine can take longer than a fixed sleep).
+    settle({"06": 41, "08": 40, "05": 40})
     hold()
     del kept
+
+
+def settle(expected, timeout=10.0):
+    """Waits until /proc/net/tcp and tcp6 list `expected` sockets per state code (hex)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        counts = {}
+        for name in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
+            with open(name) as table:
+                for row in table.readlines()[1:]:
+                    state = row.split()[3]
+                    counts[state] = counts.get(state, 0) + 1
+        if all(counts.get(state, 0) == n for state, n in expected.items()):
+            return
+        time.sleep(0.05)
 
 
 def checksum(data):

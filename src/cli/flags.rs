@@ -67,6 +67,10 @@ pub struct Global {
     /// Treat warnings as errors.
     #[arg(long, global = true)]
     pub deny_warnings: bool,
+    /// Refuse keys sysprof's catalogue does not describe (by default a key the target kernel
+    /// has is a warning: the kernel is the authority).
+    #[arg(long, global = true)]
+    pub strict: bool,
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Format::Human)]
     pub format: Format,

@@ -57,6 +57,8 @@ pub struct Settings {
     pub k8s: Option<Version>,
     /// Warnings block like errors.
     pub deny_warnings: bool,
+    /// Keys the catalogue does not describe are errors.
+    pub strict: bool,
     /// How long to wait for the state lock.
     pub lock_timeout: Duration,
     /// Root of the sysctl.d directories boot reads, when given.
@@ -90,6 +92,7 @@ impl Settings {
             kernel: g.kernel,
             k8s: g.k8s,
             deny_warnings: g.deny_warnings,
+            strict: g.strict,
             lock_timeout: Duration::from_secs(g.lock_timeout),
             boot_root: g.boot_root.clone(),
             env: &env::SYSTEM,
@@ -127,6 +130,7 @@ impl Settings {
                 Some(_) => None,
                 None => running_hz(),
             },
+            strict: self.strict,
         }
     }
 
@@ -136,6 +140,15 @@ impl Settings {
             netns::enter(ns)?;
         }
         SysctlTree::open(&self.root)
+    }
+
+    /// Whether keys exist on the target, for validation: asked of the live tree when the
+    /// target is the running kernel (or `--root`, `--netns`), never for `--kernel X`.
+    pub fn live_tree(&self) -> Option<SysctlTree> {
+        match self.kernel {
+            Some(_) => None,
+            None => self.tree().ok(),
+        }
     }
 
     /// The tree, the store and everything else the core needs.

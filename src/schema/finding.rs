@@ -23,6 +23,9 @@ pub struct Target {
     /// seconds-to-jiffies keys are bounded by `INT_MAX / HZ`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hz: Option<u32>,
+    /// `--strict`: a key the catalogue does not describe is an error, not a warning.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub strict: bool,
 }
 
 impl Target {

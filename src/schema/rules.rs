@@ -56,6 +56,30 @@ pub const CODE_RULES: &[CodeRule] = &[
         sources: &["kernel/sysctl.c proc_dou8vec_minmax, proc_dointvec_minmax"],
     },
     CodeRule {
+        id: "uncatalogued-key",
+        severity: Severity::Warning,
+        summary: "a key sysprof's catalogue does not describe: the target kernel has it (or cannot be asked offline), so it is applied and the kernel's own checks guard it; an error with --strict",
+        sources: &["the target's /proc/sys"],
+    },
+    CodeRule {
+        id: "key-absent",
+        severity: Severity::Error,
+        summary: "a catalogued key the target does not have (a missing module, a kernel built without it, or host-only in a child network namespace)",
+        sources: &["the target's /proc/sys", "schema/catalogue.yaml (kernels)"],
+    },
+    CodeRule {
+        id: "optional-absent",
+        severity: Severity::Info,
+        summary: "an optional key the target does not have: apply skips it (sysctl.d's `-` prefix)",
+        sources: &["sysctl.d(5)"],
+    },
+    CodeRule {
+        id: "key-presence-unknown",
+        severity: Severity::Info,
+        summary: "validated offline for a kernel between or below the releases the catalogue covers, whether the key exists is not known",
+        sources: &["schema/catalogue.yaml (kernels)"],
+    },
+    CodeRule {
         id: "kernel-bounds-hz",
         severity: Severity::Warning,
         summary: "a seconds value the kernel converts to jiffies overflows an int on kernels built with a high CONFIG_HZ (their bound is INT_MAX / HZ); validated offline, the target's HZ is unknown",

@@ -10,13 +10,28 @@ use crate::profile::value::{Value, parse_decimal, parse_port_list};
 use crate::profile::{Profile, Setting};
 use crate::schema::finding::{Finding, FindingBuilder, Report, Target};
 use crate::schema::rules;
-use crate::schema::{K8sClass, KeySpec, Schema, Scope, Severity, Shape};
+use crate::schema::{K8sClass, KeySpec, Presence, Schema, Scope, Severity, Shape};
 
-/// Validates a profile: per-key checks, then rules, sorted by position.
+/// Whether a key exists on the target: `Some` when a live tree can be asked (the running
+/// kernel, `--root`, `--netns`), `None` offline (`--kernel X`), where the catalogue decides.
+pub type Exists<'a> = &'a dyn Fn(&SysctlKey) -> Option<bool>;
+
+/// Validates a profile offline: per-key checks, then rules, sorted by position.
 pub fn validate(profile: &Profile, schema: &Schema, target: &Target) -> Report {
+    validate_live(profile, schema, target, &|_| None)
+}
+
+/// Validates a profile against the catalogue and, where `exists` can tell, the target itself:
+/// the kernel is the authority on which keys exist, the catalogue on what they mean.
+pub fn validate_live(
+    profile: &Profile,
+    schema: &Schema,
+    target: &Target,
+    exists: Exists,
+) -> Report {
     let mut findings = Vec::new();
     for setting in profile.settings.values() {
-        check_setting(setting, profile, schema, target, &mut findings);
+        check_setting(setting, profile, schema, target, exists, &mut findings);
     }
     rules::evaluate(profile, schema, target, &mut findings);
     drop_generic_duplicates(&mut findings);
@@ -42,29 +57,18 @@ fn check_setting(
     profile: &Profile,
     schema: &Schema,
     target: &Target,
+    exists: Exists,
     out: &mut Vec<Finding>,
 ) {
     let b = FindingBuilder {
         setting: Some(setting),
         key: None,
     };
+    let live = exists(&setting.key);
     let Some(spec) = schema.lookup(&setting.key) else {
-        let help = schema
-            .suggest(&setting.key)
-            .map(|s| format!("did you mean `{s}`?"));
-        let help = help.or_else(|| {
-            Some("add the key to a schema dir (--schema) if it is site-specific".into())
-        });
-        out.push(b.finding(
-            Severity::Error,
-            "unknown-key",
-            format!("{} is not a known sysctl", setting.key),
-            help,
-            &rules::sources("unknown-key"),
-        ));
-        return;
+        return uncatalogued(&b, setting, schema, target, live, out);
     };
-    if !check_existence(&b, spec, target, out) {
+    if !check_existence(&b, spec, target, live, setting.optional, out) {
         return;
     }
     if let Err(message) = check_shape(spec, &setting.value) {
@@ -85,10 +89,71 @@ fn check_setting(
 }
 
 /// Removed / not-yet-added keys; returns false when further checks are pointless.
+/// A key the catalogue does not describe. Where the target can be asked, the kernel decides:
+/// present, it is a warning (`uncatalogued-key`: apply writes it, the kernel's own checks guard
+/// it; an error with `--strict`); absent, an error naming the closest known key (a note for an
+/// optional key). Offline, a close catalogued name makes it a likely typo (an error), anything
+/// else a warning that it cannot be checked.
+fn uncatalogued(
+    b: &FindingBuilder,
+    setting: &Setting,
+    schema: &Schema,
+    target: &Target,
+    live: Option<bool>,
+    out: &mut Vec<Finding>,
+) {
+    let key = &setting.key;
+    let suggestion = schema.suggest(key).map(|s| format!("did you mean `{s}`?"));
+    let sources = rules::sources("unknown-key");
+    let (severity, rule, message, help) = match live {
+        Some(false) if setting.optional => (
+            Severity::Info,
+            "optional-absent",
+            format!("{key} does not exist here and is not catalogued; optional, so apply skips it"),
+            suggestion,
+        ),
+        Some(false) => (
+            Severity::Error,
+            "unknown-key",
+            format!("{key} is not a known sysctl, and this kernel (or namespace) does not have it"),
+            suggestion.or(Some(
+                "check the name; mark it `optional: true` if it exists only on some hosts".into(),
+            )),
+        ),
+        None if suggestion.is_some() => (
+            Severity::Error,
+            "unknown-key",
+            format!("{key} is not a known sysctl"),
+            suggestion,
+        ),
+        _ => {
+            let strict = if target.strict {
+                Severity::Error
+            } else {
+                Severity::Warning
+            };
+            let checked = match live {
+                Some(true) => {
+                    "it exists here; apply writes it and the kernel's own checks guard the value"
+                }
+                _ => "it cannot be checked offline; the target kernel decides when it is applied",
+            };
+            let message = format!("{key} is not in sysprof's catalogue: {checked}");
+            let help = Some("describe it in a schema dir (--schema) to have it validated; --strict refuses uncatalogued keys".into());
+            (strict, "uncatalogued-key", message, help)
+        }
+    };
+    out.push(b.finding(severity, rule, message, help, &sources));
+}
+
+/// Whether a catalogued key exists on the target: the live tree when it can tell (the kernel
+/// wins over the catalogue's version data), else the catalogue's presence for the kernel.
 fn check_existence(
     b: &FindingBuilder,
     spec: &KeySpec,
     target: &Target,
+    live: Option<bool>,
+    optional: bool,
     out: &mut Vec<Finding>,
 ) -> bool {
     let key = b.setting.map(|s| s.key.to_string()).unwrap_or_default();
@@ -102,17 +167,25 @@ fn check_existence(
         out.push(b.finding(Severity::Error, "unknown-key", message, help, spec.sources));
         return false;
     }
+    if live == Some(true) {
+        return true;
+    }
+    let absent = |rule: &str, message: String, help: Option<String>| {
+        let (severity, rule) = match optional {
+            true => (Severity::Info, "optional-absent"),
+            false => (Severity::Error, rule),
+        };
+        b.finding(severity, rule, message, help, spec.sources)
+    };
     if let Some(removed) = spec.removed.filter(|v| target.kernel >= *v) {
         let message = format!(
             "{key} does not exist on kernel {} (removed in {removed}): {}",
             target.kernel, spec.caveat
         );
-        out.push(b.finding(
-            Severity::Error,
+        out.push(absent(
             "key-removed",
             message,
             help.or(Some(format!("remove {key}"))),
-            spec.sources,
         ));
         return false;
     }
@@ -121,16 +194,49 @@ fn check_existence(
             "{key} does not exist yet on kernel {} (added in {added})",
             target.kernel
         );
-        out.push(b.finding(
-            Severity::Error,
-            "key-not-yet-added",
-            message,
-            help,
-            spec.sources,
-        ));
+        out.push(absent("key-not-yet-added", message, help));
         return false;
     }
-    true
+    match (live, spec.presence_on(target.kernel)) {
+        (Some(false), _) => {
+            let why = match (target.child_netns, spec.scope) {
+                (true, Scope::InitOnly) => {
+                    "it exists only in the host's network namespace".to_owned()
+                }
+                _ => "a module may be missing, or the kernel was built without it".to_owned(),
+            };
+            let message = format!("{key} does not exist here: {why}");
+            out.push(absent(
+                "key-absent",
+                message,
+                Some("mark it `optional: true` if only some hosts have it".into()),
+            ));
+            false
+        }
+        (None, Presence::Absent) => {
+            let message = format!(
+                "{key} does not exist on kernel {} (the releases sysprof covers say so)",
+                target.kernel
+            );
+            out.push(absent("key-absent", message, help));
+            false
+        }
+        (None, Presence::Unknown) => {
+            let message = format!(
+                "whether kernel {} has {key} is not known (it lies between or below the releases sysprof covers); the kernel decides when it is applied",
+                target.kernel
+            );
+            out.push(b.finding(
+                Severity::Info,
+                "key-presence-unknown",
+                message,
+                None,
+                spec.sources,
+            ));
+            true
+        }
+        _ => true,
+    }
 }
 
 /// Checks a value against a key's shape; the message says what was expected.

@@ -86,6 +86,15 @@ impl Sandbox {
         Self::with(vec!["--root".into(), root.display().to_string()], dir)
     }
 
+    /// A sandbox whose root is the host's own /proc/sys, for commands that only read it
+    /// (`validate` asks which keys exist): never use it for a command that writes.
+    pub fn host_readonly() -> Self {
+        Self::with(
+            vec!["--root".into(), "/proc/sys".into()],
+            tempfile::tempdir().unwrap(),
+        )
+    }
+
     /// A sandbox inside a network namespace.
     pub fn netns(ns: &Netns) -> Self {
         Self::with(

@@ -304,6 +304,7 @@ fn target(profile: &Profile) -> Target {
         page_size: 4096,
         child_netns: profile.fact("kubernetes_pod"),
         hz: None,
+        strict: false,
     }
 }
 

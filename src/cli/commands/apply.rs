@@ -21,7 +21,7 @@ pub fn run(
     out: &mut Output,
 ) -> Result<i32> {
     let ctx = s.context()?;
-    let (profile, report) = checked_profile(s, &ctx.schema, &ctx.target, path, out)?;
+    let (profile, report) = checked_profile(s, &ctx, path, out)?;
     let boot = boot_overrides(s, &profile, out)?;
     let policy = policy(s, safe, dry_run)?;
     let mut live = LiveLine::new(!out.json() && std::io::stderr().is_terminal());

@@ -18,7 +18,7 @@ pub fn run(
     out: &mut Output,
 ) -> Result<i32> {
     let ctx = super::settled(s, false)?;
-    let (profile, report) = checked_profile(s, &ctx.schema, &ctx.target, path, out)?;
+    let (profile, report) = checked_profile(s, &ctx, path, out)?;
     let plan = apply::plan(&ctx, &profile, keep_released)?;
     let boot_overrides = boot_overrides(s, &profile, out)?;
     if out.json() {

@@ -13,8 +13,9 @@ use crate::cli::render::{self, Diagnostic, Level};
 use crate::cli::settings::Settings;
 use crate::error::{Error, Result};
 use crate::profile::Profile;
-use crate::schema::finding::{Report, Target};
-use crate::schema::{Schema, Severity, validate};
+use crate::profile::key::SysctlKey;
+use crate::schema::finding::Report;
+use crate::schema::{Severity, validate};
 
 mod apply;
 mod confirm;
@@ -152,14 +153,15 @@ pub fn settled_with(s: &Settings, wait: bool) -> Result<(Context, Option<pending
 /// Fails with [`Error::Invalid`] when the findings block.
 pub fn checked_profile(
     s: &Settings,
-    schema: &Schema,
-    target: &Target,
+    ctx: &Context,
     path: &Path,
     out: &mut Output,
 ) -> Result<(Profile, Report)> {
     let profile = Profile::load(path)?;
-    let target = target.for_profile(&profile);
-    let report = validate::validate(&profile, schema, &target);
+    let target = ctx.target.for_profile(&profile);
+    let live = s.kernel.is_none();
+    let exists = |key: &SysctlKey| live.then(|| ctx.tree.exists(key));
+    let report = validate::validate_live(&profile, &ctx.schema, &target, &exists);
     if !out.json() {
         let mut shown = report.clone();
         shown.findings.retain(|f| f.severity > Severity::Info);

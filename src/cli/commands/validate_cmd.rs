@@ -1,4 +1,5 @@
-//! `sysprof validate PROFILE...`: schema and rule findings, no kernel access.
+//! `sysprof validate PROFILE...`: schema and rule findings; the running kernel (or `--root`,
+//! `--netns`) is only asked which keys exist, offline (`--kernel X`) not at all.
 
 use std::path::PathBuf;
 
@@ -6,12 +7,15 @@ use crate::cli::output::Output;
 use crate::cli::render;
 use crate::cli::settings::Settings;
 use crate::error::{Result, exit};
+use crate::profile::key::SysctlKey;
 use crate::profile::{ParseCache, Profile};
 use crate::schema::validate;
 
 /// Validates each profile; exit 3 if any has errors (or warnings with --deny-warnings).
 pub fn run(s: &Settings, paths: &[PathBuf], out: &mut Output) -> Result<i32> {
     let (schema, target) = (s.schema()?, s.target());
+    let live = s.live_tree();
+    let exists = |key: &SysctlKey| live.as_ref().map(|tree| tree.exists(key));
     let mut code = exit::OK;
     let mut results = Vec::new();
     let mut parsed = ParseCache::default();
@@ -28,7 +32,7 @@ pub fn run(s: &Settings, paths: &[PathBuf], out: &mut Output) -> Result<i32> {
             }
         };
         let target = target.for_profile(&profile);
-        let report = validate::validate(&profile, &schema, &target);
+        let report = validate::validate_live(&profile, &schema, &target, &exists);
         let blocked = report.blocks(s.deny_warnings);
         if blocked {
             code = code.max(exit::INVALID_INPUT);
