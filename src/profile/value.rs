@@ -10,28 +10,45 @@
 
 use std::fmt;
 
-/// A sysctl value as tokens.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// A sysctl value as tokens, and the text as written for values that are not numbers.
+///
+/// Numeric values (integers, tuples, port lists) are their tokens: the kernel splits them on
+/// any whitespace and prints tuples with tabs. A string value is written exactly as given
+/// (`kernel.core_pattern = |/usr/lib/systemd/systemd-coredump %P %u …`): joining its words with
+/// tabs would change what the kernel stores.
+#[derive(Debug, Clone, Default)]
 pub struct Value {
     tokens: Vec<String>,
+    /// The text without the trailing newline the kernel prints.
+    text: String,
 }
 
 impl Value {
-    /// Splits text the way the kernel does on write: any mix of spaces, tabs and newlines.
+    /// A value from text: split the way the kernel splits numbers (any mix of spaces, tabs
+    /// and newlines), with the text itself kept for strings.
     pub fn from_text(text: &str) -> Self {
+        let text = text.strip_suffix('\n').unwrap_or(text);
         Self {
             tokens: text.split_whitespace().map(str::to_owned).collect(),
+            text: text.trim().to_owned(),
         }
     }
 
-    /// Builds a value from already separated tokens.
+    /// Builds a value from already separated tokens (a YAML list), joined by spaces.
     pub fn from_tokens(tokens: Vec<String>) -> Self {
-        Self {
-            tokens: tokens
-                .into_iter()
-                .flat_map(|t| Self::from_text(&t).tokens)
-                .collect(),
-        }
+        let tokens: Vec<String> = tokens
+            .into_iter()
+            .flat_map(|t| Self::from_text(&t).tokens)
+            .collect();
+        let text = tokens.join(" ");
+        Self { tokens, text }
+    }
+
+    /// Whether every token is a number or a port list: then the tokens are the value.
+    fn numeric(&self) -> bool {
+        self.tokens
+            .iter()
+            .all(|t| parse_decimal(t).is_some() || parse_port_list(t).is_some())
     }
 
     /// The tokens.
@@ -57,9 +74,13 @@ impl Value {
         self.tokens.get(index).and_then(|t| parse_decimal(t))
     }
 
-    /// The text written to the kernel: tokens separated by tabs, newline-terminated.
+    /// The text written to the kernel, newline-terminated: numbers separated by tabs (as the
+    /// kernel prints tuples), a string exactly as given.
     pub fn to_kernel_text(&self) -> String {
-        let mut text = self.tokens.join("\t");
+        let mut text = match self.numeric() {
+            true => self.tokens.join("\t"),
+            false => self.text.clone(),
+        };
         text.push('\n');
         text
     }
@@ -75,10 +96,23 @@ impl Value {
     }
 }
 
+impl PartialEq for Value {
+    /// The same tokens, and for a string the same text (the spacing of numbers is not part of
+    /// the value).
+    fn eq(&self, other: &Self) -> bool {
+        self.tokens == other.tokens && (self.numeric() || self.text == other.text)
+    }
+}
+
+impl Eq for Value {}
+
 impl fmt::Display for Value {
-    /// Space-separated, as in a sysctl.d file.
+    /// As in a sysctl.d file: numbers space-separated, a string as given.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.tokens.join(" "))
+        match self.numeric() {
+            true => f.write_str(&self.tokens.join(" ")),
+            false => f.write_str(&self.text),
+        }
     }
 }
 
@@ -176,6 +210,17 @@ mod tests {
         assert!(!Value::from_text("1024").same_as(&kernel));
         assert_eq!(profile.to_kernel_text(), "1024\t65535\n");
         assert_eq!(profile.to_string(), "1024 65535");
+    }
+
+    #[test]
+    fn strings_are_written_exactly_as_given() {
+        let pattern = "|/usr/lib/systemd/systemd-coredump %P %u %g %s %t 9223372036854775808 %h";
+        let value = Value::from_text(&format!("{pattern}\n"));
+        assert_eq!(value.to_kernel_text(), format!("{pattern}\n"));
+        assert_eq!(value.to_string(), pattern);
+        assert!(value.same_as(&Value::from_text(pattern)));
+        let word = Value::from_text("bbr");
+        assert_eq!(word.to_kernel_text(), "bbr\n");
     }
 
     #[test]
