@@ -348,6 +348,31 @@ const CASES: &[Case] = &[
         ),
     },
     Case {
+        rule: "read-only-key",
+        severity: Error,
+        at: "fs.aio-nr",
+        hit: p(NONE, &[], &["fs.aio-nr: 0"]),
+        miss: p(NONE, &[], &["fs.aio-max-nr: 1048576"]),
+    },
+    Case {
+        rule: "trigger-key",
+        severity: Error,
+        at: "vm.drop_caches",
+        hit: p(NONE, &[], &["vm.drop_caches: 3"]),
+        miss: p(NONE, &[], &["vm.swappiness: 10"]),
+    },
+    Case {
+        rule: "one-way-key",
+        severity: Warning,
+        at: "kernel.modules_disabled",
+        hit: p(&["--kernel", "6.1"], &[], &["kernel.modules_disabled: 1"]),
+        miss: p(
+            &["--kernel", "6.1"],
+            &[],
+            &["kernel.kexec_load_disabled: 0"],
+        ),
+    },
+    Case {
         rule: "negative-value",
         severity: Error,
         at: "net.ipv4.tcp_fin_timeout",

@@ -183,7 +183,8 @@ fn missing_keys_block_apply_unless_optional() {
     );
     let run = sb.run(&["apply", p.to_str().unwrap()]).expect(3);
     assert!(
-        run.stderr.contains("error[key-absent]: net.ipv4.tcp_fastopen does not exist here"),
+        run.stderr
+            .contains("error[key-absent]: net.ipv4.tcp_fastopen does not exist here"),
         "{}",
         run.stderr
     );
@@ -332,4 +333,45 @@ fn netns_without_explicit_sysctl_d_does_not_persist_to_the_host() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(json["result"]["record"]["persist"].is_null(), "{json}");
     assert_eq!(ns.read("net.ipv4.ip_local_port_range"), "10240\t65535\n");
+}
+
+#[test]
+fn one_way_writes_need_consent_and_rollback_leaves_them_in_place() {
+    let sb = Sandbox::fake(&[("kernel.modules_disabled", "0"), ("vm.swappiness", "60")]);
+    let locked = sb.file(
+        "lock.yaml",
+        "version: 1\nsysctls:\n  kernel.modules_disabled: 1\n  vm.swappiness: 10\n",
+    );
+    let diff = sb.run(&["diff", locked.to_str().unwrap()]).expect(0);
+    assert!(
+        diff.stdout
+            .contains("one-way: kernel.modules_disabled = 1 cannot be undone until reboot"),
+        "{}",
+        diff.stdout
+    );
+
+    let refused = sb.run(&["apply", locked.to_str().unwrap()]).expect(3);
+    assert!(
+        refused.stderr.contains("--allow-irreversible"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(sb.fake_value("kernel.modules_disabled"), "0\n");
+    assert_eq!(sb.fake_value("vm.swappiness"), "60\n");
+    sb.run(&["apply", "--dry-run", locked.to_str().unwrap()])
+        .expect(3);
+
+    sb.run(&["apply", "--allow-irreversible", locked.to_str().unwrap()])
+        .expect(0);
+    assert_eq!(sb.fake_value("kernel.modules_disabled"), "1\n");
+
+    let back = sb.run(&["rollback"]).expect(0);
+    assert!(
+        back.stdout
+            .contains("not restored: kernel.modules_disabled: left at 1 until reboot"),
+        "{}",
+        back.stdout
+    );
+    assert_eq!(sb.fake_value("kernel.modules_disabled"), "1\n");
+    assert_eq!(sb.fake_value("vm.swappiness"), "60\n");
 }

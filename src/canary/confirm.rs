@@ -201,6 +201,9 @@ pub struct Request {
     pub watcher: String,
     /// Keep (and persist) keys sysprof set earlier that the profile no longer names.
     pub keep_released: bool,
+    /// Allow writes that cannot be undone until reboot (such a change cannot be reverted at
+    /// the deadline either).
+    pub allow_irreversible: bool,
 }
 
 /// What [`start`] did.
@@ -252,6 +255,7 @@ pub fn start(
     let options = apply::Options {
         persist: Persist::No,
         keep_released: req.keep_released,
+        allow_irreversible: req.allow_irreversible,
     };
     let applied = apply::apply(ctx, &lock, profile, &options);
     let (plan, outcome) = match applied {

@@ -61,6 +61,8 @@ pub struct Policy {
     pub dry_run: bool,
     /// Keep (and persist) keys sysprof set earlier that the profile no longer names.
     pub keep_released: bool,
+    /// Allow writes that cannot be undone until reboot.
+    pub allow_irreversible: bool,
     /// The arguments that rebuild this context in the watcher (global flags).
     pub watcher_args: Vec<OsString>,
     /// Whether the watcher may run outside this process's network namespace (systemd-run);
@@ -213,6 +215,7 @@ fn options(ctx: &Context, policy: &Policy) -> apply::Options {
     apply::Options {
         persist: Persist::from_context(ctx),
         keep_released: policy.keep_released,
+        allow_irreversible: policy.allow_irreversible,
     }
 }
 
@@ -247,6 +250,7 @@ fn guarded(
         boot_id: boot_id(&ctx.tree),
         watcher: launcher.describe(),
         keep_released: policy.keep_released,
+        allow_irreversible: policy.allow_irreversible,
     };
     let exe = ctx.env.exe()?;
     let log = ctx.store.dir().join(confirm::WATCHER_LOG);

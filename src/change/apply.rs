@@ -67,12 +67,34 @@ pub struct Options {
     /// Keep keys sysprof set earlier that the profile no longer names (and persist them),
     /// instead of releasing them to their values from before.
     pub keep_released: bool,
+    /// Allow writes that cannot be undone until reboot.
+    pub allow_irreversible: bool,
 }
 
 /// The plan for `profile` against the kernel and what sysprof holds now.
 pub fn plan(ctx: &Context, profile: &Profile, keep_released: bool) -> Result<Plan> {
     let held = history::entries(ctx)?.managed();
-    Ok(Plan::build(profile, &ctx.tree, &held, keep_released))
+    let mut plan = Plan::build(profile, &ctx.tree, &held, keep_released);
+    plan.mark(&ctx.schema);
+    Ok(plan)
+}
+
+/// Refuses a plan with a write that cannot be undone until reboot, unless allowed.
+pub fn refuse_irreversible(plan: &Plan, allowed: bool) -> Result<()> {
+    let once: Vec<String> = plan
+        .irreversible()
+        .map(|c| format!("{} = {}", c.key, c.desired))
+        .collect();
+    if once.is_empty() || allowed {
+        return Ok(());
+    }
+    Err(Error::Input {
+        message: format!(
+            "{} cannot be undone until reboot: `sysprof rollback` could not restore it",
+            once.join(", ")
+        ),
+        help: Some("pass --allow-irreversible if that is what you want (see `sysprof diff` and `sysprof explain KEY`)".into()),
+    })
 }
 
 /// What applying would do, computed without the lock and without writing anything (not even
@@ -80,6 +102,7 @@ pub fn plan(ctx: &Context, profile: &Profile, keep_released: bool) -> Result<Pla
 pub fn preview(ctx: &Context, profile: &Profile, options: &Options) -> Result<(Plan, Outcome)> {
     let plan = plan(ctx, profile, options.keep_released)?;
     refuse_blockers(ctx, &plan)?;
+    refuse_irreversible(&plan, options.allow_irreversible)?;
     let change = change(ctx, profile, &plan, &options.persist)?;
     if change.is_empty() {
         return Ok((plan, Outcome::InSync));
@@ -98,6 +121,7 @@ pub fn apply(
     transaction::recover(ctx, lock)?;
     let plan = plan(ctx, profile, options.keep_released)?;
     refuse_blockers(ctx, &plan)?;
+    refuse_irreversible(&plan, options.allow_irreversible)?;
     let change = change(ctx, profile, &plan, &options.persist)?;
     if change.is_empty() {
         return Ok((plan, Outcome::InSync));

@@ -17,6 +17,7 @@ use crate::kernel::SysctlTree;
 use crate::profile::key::SysctlKey;
 use crate::profile::value::Value;
 use crate::profile::{Location, Profile};
+use crate::schema::Schema;
 
 /// The state of one key relative to the profile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -55,6 +56,12 @@ pub struct KeyPlan {
     pub error: Option<String>,
     /// Where the profile sets it (`None` for released and kept keys).
     pub at: Option<Location>,
+    /// Writing it cannot be undone until reboot: why (the catalogue's one-way note).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub one_way: Option<String>,
+    /// Writing it performs an action rather than setting a state: rollback does not undo it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub trigger: bool,
 }
 
 /// The plan row of a held key the profile no longer names; `None` when it cannot be read (it
@@ -72,6 +79,8 @@ fn released(tree: &SysctlTree, key: &SysctlKey, held: &Managed, keep: bool) -> O
         status,
         error: None,
         at: None,
+        one_way: None,
+        trigger: false,
     })
 }
 
@@ -116,6 +125,8 @@ impl Plan {
                 status,
                 error,
                 at: Some(setting.at.clone()),
+                one_way: None,
+                trigger: false,
             }
         });
         let mut changes: Vec<KeyPlan> = changes.collect();
@@ -138,6 +149,34 @@ impl Plan {
         self.changes
             .iter()
             .filter(|c| matches!(c.status, Status::Changed | Status::Released))
+    }
+
+    /// Marks the keys whose pending write cannot be undone until reboot, and the triggers, from
+    /// the catalogue.
+    pub fn mark(&mut self, schema: &Schema) {
+        for change in &mut self.changes {
+            let Some(spec) = schema.lookup(&change.key) else {
+                continue;
+            };
+            change.trigger = spec.trigger;
+            let pending = matches!(change.status, Status::Changed | Status::Released);
+            let (Some(one_way), true) = (spec.one_way, pending) else {
+                continue;
+            };
+            let from = change.current.as_ref().and_then(Value::as_int);
+            if change
+                .desired
+                .as_int()
+                .is_some_and(|to| one_way.irreversible(from, to))
+            {
+                change.one_way = Some(one_way.note.to_owned());
+            }
+        }
+    }
+
+    /// The pending writes that cannot be undone until reboot.
+    pub fn irreversible(&self) -> impl Iterator<Item = &KeyPlan> {
+        self.changes.iter().filter(|c| c.one_way.is_some())
     }
 
     /// What the persisted file lists: the profile's keys and the kept ones, not released ones.

@@ -15,6 +15,7 @@ use crate::change::record::{Change, KeyChange, PersistChange, Record, RecordKind
 use crate::change::store::StoreLock;
 use crate::change::transaction::{self, Committed};
 use crate::error::{Error, Result};
+use crate::profile::value::Value;
 
 /// What a rollback did.
 #[derive(Debug, serde::Serialize)]
@@ -27,6 +28,9 @@ pub struct RolledBack {
     pub seq: Option<u64>,
     /// The record (for a dry run: as it would be written).
     pub record: Record,
+    /// Keys left as they are, with why: triggers (actions, no state to restore) and one-way
+    /// writes the kernel refuses to reverse until reboot.
+    pub skipped: Vec<String>,
 }
 
 /// Restores the state before the newest apply in effect, or before entry `to`.
@@ -73,7 +77,7 @@ fn plan_and_execute(
             ),
         ));
     }
-    let change = restoring(ctx, &history.entries, target, start)?;
+    let (change, skipped) = restoring(ctx, &history.entries, target, start)?;
     if !options.force {
         refuse_overwriting(&history, &change)?;
     }
@@ -83,6 +87,7 @@ fn plan_and_execute(
             id: None,
             seq: None,
             record: Record::new(change, ctx.stamp()?),
+            skipped,
         });
     };
     let Committed { id, seq, record } = transaction::execute(ctx, lock, change)?;
@@ -91,6 +96,7 @@ fn plan_and_execute(
         id: Some(id),
         seq: Some(seq),
         record,
+        skipped,
     })
 }
 
@@ -166,6 +172,7 @@ pub fn record_lost(ctx: &Context, lock: &StoreLock, id: &str) -> Result<RolledBa
         id: Some(rid),
         seq: Some(seq),
         record,
+        skipped: Vec::new(),
     })
 }
 
@@ -237,7 +244,12 @@ fn reach(all: &[Entry], target: &Entry) -> u64 {
 /// The change back to the state before `target` (reaching back to `start`): each key touched
 /// since at the value it had before the first record that touched it, newest first; the
 /// persisted file as it was.
-fn restoring(ctx: &Context, all: &[Entry], target: &Entry, start: u64) -> Result<Change> {
+fn restoring(
+    ctx: &Context,
+    all: &[Entry],
+    target: &Entry,
+    start: u64,
+) -> Result<(Change, Vec<String>)> {
     let since: Vec<&Entry> = all.iter().filter(|e| e.seq >= start).collect();
     let mut wanted: Vec<&KeyChange> = Vec::new();
     for change in since.iter().flat_map(|e| &e.record.changes) {
@@ -245,9 +257,13 @@ fn restoring(ctx: &Context, all: &[Entry], target: &Entry, start: u64) -> Result
             wanted.push(change);
         }
     }
-    let mut keys = Vec::new();
+    let (mut keys, mut skipped) = (Vec::new(), Vec::new());
     for first in wanted.into_iter().rev() {
         let now = ctx.tree.read(&first.key)?;
+        if let Some(why) = not_restorable(ctx, first, &now) {
+            skipped.push(format!("{}: {why}", first.key));
+            continue;
+        }
         if !now.same_as(&first.before) {
             keys.push(KeyChange {
                 key: first.key.clone(),
@@ -267,11 +283,26 @@ fn restoring(ctx: &Context, all: &[Entry], target: &Entry, start: u64) -> Result
         }
         None => None,
     };
-    Ok(Change {
+    let change = Change {
         kind: RecordKind::Rollback,
         profile: target.record.profile.clone(),
         restores: Some(target.id.clone()),
         keys,
         persist,
-    })
+    };
+    Ok((change, skipped))
+}
+
+/// Why a key cannot be put back, if it cannot: a trigger holds no state; a one-way key the
+/// kernel will not move back from `now` until reboot.
+fn not_restorable(ctx: &Context, first: &KeyChange, now: &Value) -> Option<String> {
+    let spec = ctx.schema.lookup(&first.key)?;
+    if spec.trigger {
+        return Some("a trigger (an action, not a state): nothing to restore".into());
+    }
+    let one_way = spec.one_way?;
+    let (before, now) = (first.before.as_int()?, now.as_int()?);
+    one_way
+        .irreversible(Some(before), now)
+        .then(|| format!("left at {now} until reboot: {}", one_way.note))
 }

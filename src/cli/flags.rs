@@ -373,6 +373,10 @@ pub struct SafeApply {
     /// persisted too (by default they are released: restored to their values from before).
     #[arg(long)]
     pub keep_released: bool,
+    /// Allow writes the kernel never lets go back until reboot (kernel.modules_disabled=1,
+    /// kernel.yama.ptrace_scope=3, …): rollback could not restore them.
+    #[arg(long)]
+    pub allow_irreversible: bool,
     /// Health gates.
     #[command(flatten)]
     pub gates: GateArgs,

@@ -86,6 +86,33 @@ pub const CODE_RULES: &[CodeRule] = &[
         sources: &["kernel/sysctl.c do_proc_dointvec_jiffies_conv"],
     },
     CodeRule {
+        id: "read-only-key",
+        severity: Severity::Error,
+        summary: "the key is read-only (mode 0444 in the kernel's table, or a status file such as fs.file-nr): nothing can set it",
+        sources: &[
+            "the kernel's ctl_table mode",
+            "schema/catalogue.yaml (read_only)",
+        ],
+    },
+    CodeRule {
+        id: "trigger-key",
+        severity: Severity::Error,
+        summary: "the key is a trigger (vm.drop_caches, net.ipv4.route.flush): a write performs an action, there is no state to declare, persist or roll back",
+        sources: &[
+            "admin-guide/sysctl/vm.rst#drop_caches",
+            "schema/catalogue.yaml (trigger)",
+        ],
+    },
+    CodeRule {
+        id: "one-way-key",
+        severity: Severity::Warning,
+        summary: "the value cannot be undone until reboot (kernel.modules_disabled=1, kernel.kexec_load_disabled=1): apply needs --allow-irreversible and rollback leaves it in place",
+        sources: &[
+            "admin-guide/sysctl/kernel.rst#modules_disabled",
+            "schema/catalogue.yaml (one_way)",
+        ],
+    },
+    CodeRule {
         id: "negative-value",
         severity: Severity::Error,
         summary: "a negative value for a key whose documented range starts at zero or above (a time, size or count): the kernel may take it, but it means nothing sane",

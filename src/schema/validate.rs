@@ -81,7 +81,11 @@ fn check_setting(
         ));
         return;
     }
+    if !check_writable_state(&b, spec, setting, out) {
+        return;
+    }
     check_bounds(&b, spec, &setting.value, target.hz, out);
+    check_one_way(&b, spec, setting, out);
     check_noop_and_default(&b, spec, setting, target, out);
     if profile.fact("kubernetes_pod") {
         check_pod(&b, spec, target, out);
@@ -402,6 +406,62 @@ fn check_bounds(
             ));
         }
     }
+}
+
+/// A read-only key cannot be set, and a trigger (an action such as `vm.drop_caches`) holds no
+/// state a profile could declare or rollback restore; returns false for either.
+fn check_writable_state(
+    b: &FindingBuilder,
+    spec: &KeySpec,
+    setting: &Setting,
+    out: &mut Vec<Finding>,
+) -> bool {
+    let (rule, what, help) = if spec.read_only {
+        (
+            "read-only-key",
+            "is read-only: the kernel reports it, no write can set it",
+            format!("remove {}", setting.key),
+        )
+    } else if spec.trigger {
+        (
+            "trigger-key",
+            "is a trigger: writing it performs an action once, it holds no state to declare or roll back",
+            format!(
+                "remove {} and run the action itself where it is needed (`sysctl -w`)",
+                setting.key
+            ),
+        )
+    } else {
+        return true;
+    };
+    let message = format!("{} {what}", setting.key);
+    out.push(b.finding(Severity::Error, rule, message, Some(help), spec.sources));
+    false
+}
+
+/// A value the kernel never lets go back from until reboot (kernel.modules_disabled=1): apply
+/// refuses it unless `--allow-irreversible`, and rollback cannot restore it.
+fn check_one_way(b: &FindingBuilder, spec: &KeySpec, setting: &Setting, out: &mut Vec<Finding>) {
+    let (Some(one_way), Some(to)) = (spec.one_way, setting.value.as_int()) else {
+        return;
+    };
+    let from = spec.default.as_ref().and_then(|d| d.to_value().as_int());
+    if !one_way.irreversible(from, to) {
+        return;
+    }
+    let message = format!(
+        "{} = {} cannot be undone until reboot: {}",
+        setting.key, setting.value, one_way.note
+    );
+    let help =
+        "apply refuses it without --allow-irreversible; rollback will leave it in place".into();
+    out.push(b.finding(
+        Severity::Warning,
+        "one-way-key",
+        message,
+        Some(help),
+        spec.sources,
+    ));
 }
 
 fn check_noop_and_default(

@@ -58,6 +58,7 @@ fn policy(s: &Settings, safe: &SafeApply, dry_run: bool) -> Result<Policy> {
         proc_net: safe.gates.proc_net.clone(),
         dry_run,
         keep_released: safe.keep_released,
+        allow_irreversible: safe.allow_irreversible,
         watcher_args: s.watcher_args()?,
         watcher_can_leave: s.watcher_can_leave(),
     })

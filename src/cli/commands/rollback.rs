@@ -1,7 +1,6 @@
 //! `sysprof rollback [--to ID]`.
 
 use crate::canary::confirm;
-use crate::change::record::SHORT_ID;
 use crate::change::rollback;
 use crate::cli::output::Output;
 use crate::cli::render;
@@ -33,16 +32,6 @@ pub fn run(
         out.emit(&serde_json::json!({ "ok": true, "dry_run": dry_run, "rollback": done }))?;
         return Ok(exit::OK);
     }
-    let target = &done.target[..SHORT_ID];
-    let line = match (&done.id, done.seq) {
-        (Some(id), Some(seq)) => {
-            let id = &id[..SHORT_ID];
-            format!(
-                "restored the state from before {target}; recorded as {id} (#{seq}), undo with `sysprof rollback --to {id}`"
-            )
-        }
-        _ => format!("dry run: would restore the state from before {target}; nothing was changed"),
-    };
-    out.block(|w| render::record(w, &done.record).and_then(|()| render::ok(w, &line)))?;
+    out.block(|w| render::applied::rolled_back(w, &done))?;
     Ok(exit::OK)
 }

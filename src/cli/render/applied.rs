@@ -10,6 +10,7 @@ use crate::canary::safe_apply::{Applied, Event, Placed, Watched};
 use crate::change::apply::Outcome;
 use crate::change::context::Context;
 use crate::change::record::SHORT_ID;
+use crate::change::rollback::RolledBack;
 use crate::change::transaction::Committed;
 use crate::cli::output::Output;
 use crate::cli::render::{self, Diagnostic, Level};
@@ -326,4 +327,24 @@ impl LiveLine {
             let _ = writeln!(err);
         }
     }
+}
+
+/// What a rollback did (or, dry, would do): the writes, the keys it could not restore, and how
+/// to undo it.
+pub fn rolled_back(out: &mut dyn Write, done: &RolledBack) -> std::io::Result<()> {
+    render::record(out, &done.record)?;
+    for skipped in &done.skipped {
+        writeln!(out, "not restored: {skipped}")?;
+    }
+    let target = &done.target[..SHORT_ID];
+    let line = match (&done.id, done.seq) {
+        (Some(id), Some(seq)) => {
+            let id = &id[..SHORT_ID];
+            format!(
+                "restored the state from before {target}; recorded as {id} (#{seq}), undo with `sysprof rollback --to {id}`"
+            )
+        }
+        _ => format!("dry run: would restore the state from before {target}; nothing was changed"),
+    };
+    render::ok(out, &line)
 }

@@ -73,6 +73,23 @@ pub fn plan(out: &mut dyn Write, plan: &Plan) -> io::Result<()> {
         ]);
     }
     table(out, &rows)?;
+    for c in plan
+        .changes
+        .iter()
+        .filter(|c| c.one_way.is_some() || c.trigger)
+    {
+        let note = match &c.one_way {
+            Some(why) => format!(
+                "one-way: {} = {} cannot be undone until reboot: {why}",
+                c.key, c.desired
+            ),
+            None => format!(
+                "trigger: writing {} acts once; rollback does not undo it",
+                c.key
+            ),
+        };
+        writeln!(out, "{}", paint(YELLOW, &note))?;
+    }
     let pending = plan.pending().count();
     writeln!(out)?;
     if pending == 0 {
