@@ -51,9 +51,17 @@ pub fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Opt
 /// Longest piece of input repeated in a message.
 pub const MAX_ECHO: usize = 80;
 
+/// Longest message shown whole: a finding or error that repeats a huge value is cut here.
+pub const MAX_MESSAGE: usize = 500;
+
 /// `text` as repeated in a message: at most [`MAX_ECHO`] characters, then `…`.
 pub fn shorten(text: &str) -> String {
-    match text.char_indices().nth(MAX_ECHO) {
+    shorten_to(text, MAX_ECHO)
+}
+
+/// `text` cut to at most `max` characters, then `…`.
+pub fn shorten_to(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text.to_owned(),
     }

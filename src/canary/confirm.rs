@@ -150,13 +150,17 @@ pub fn load(store: &Store) -> Result<Option<Pending>> {
     }
 }
 
+/// Writes the pending file (under the lock) and marks the target as pending.
 fn save(store: &Store, pending: &Pending) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(pending).expect("pending serialises");
-    store::write_atomic(store.dir(), PENDING_FILE, &bytes)
+    store::write_atomic(store.dir(), PENDING_FILE, &bytes)?;
+    store.mark_target_pending()
 }
 
+/// Removes the pending file (under the lock) and the target's mark.
 fn clear(store: &Store) -> Result<()> {
-    store::remove_durably(store.dir(), PENDING_FILE)
+    store::remove_durably(store.dir(), PENDING_FILE)?;
+    store.clear_target_pending()
 }
 
 /// Changes the pending file under the lock, if it is still the one named by `token`.
@@ -487,7 +491,12 @@ fn revert(
 /// the lock is waited for like any change; without, a command that only reads skips this while
 /// another sysprof holds the lock (that one is acting). Returns what was enforced.
 pub fn settle(ctx: &Context, wait: bool) -> Result<Option<Enforced>> {
-    let unfinished = ctx.store.journal()?.is_some();
+    let unfinished = match ctx.store.journal() {
+        Ok(journal) => journal.is_some(),
+        // A reading command reports a damaged journal (`status`); only recovery may act on it.
+        Err(_) if !wait => return Ok(None),
+        Err(e) => return Err(e),
+    };
     let pending = load(&ctx.store)?;
     let boot = boot_id(&ctx.tree);
     let due_now = pending

@@ -379,8 +379,35 @@ pub fn place(
     })
 }
 
+/// Another state dir whose change awaits confirmation on this very target: its pending file
+/// names our target and its deadline is ahead (a namespace's inode can be reused once it is
+/// gone, and a stale mark must not block anyone).
+fn pending_elsewhere(ctx: &Context) -> Option<PathBuf> {
+    let other = ctx.store.target_pending_mark()?;
+    let ours = std::path::absolute(ctx.store.dir()).ok()?;
+    if other == ours {
+        return None;
+    }
+    let bytes = std::fs::read(other.join(confirm::PENDING_FILE)).ok()?;
+    let p: Pending = serde_json::from_slice(&bytes).ok()?;
+    let ours = ctx.tree.identity().ok()?;
+    (p.target.as_deref() == Some(ours.as_str()) && p.secs_left(ctx.env.now()) > 0).then_some(other)
+}
+
 /// Refuses a new change while one awaits confirmation (rolling that back first if it is due).
 pub fn refuse_if_pending(ctx: &Context) -> Result<()> {
+    if let Some(other) = pending_elsewhere(ctx) {
+        return Err(Error::state(
+            format!(
+                "a change from state dir {} awaits confirmation on this kernel",
+                other.display()
+            ),
+            Some(&format!(
+                "confirm or roll it back first: `sysprof --state-dir {} confirm` (or `rollback`)",
+                other.display()
+            )),
+        ));
+    }
     let Some(p) = confirm::load(&ctx.store)? else {
         return Ok(());
     };

@@ -43,6 +43,10 @@ pub struct History {
     pub entries: Vec<Entry>,
     /// Entries whose record is missing or corrupt, oldest first.
     pub damaged: Vec<Damaged>,
+    /// Bytes after the last complete line of history.jsonl (an append cut short by a crash or
+    /// damage), shortened; mutating commands and `recover` mend it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub torn: Option<String>,
 }
 
 /// A key sysprof holds: set by an apply still in effect.
@@ -97,7 +101,7 @@ impl History {
                 let original = state
                     .get(&change.key)
                     .map_or_else(|| change.before.clone(), |m| m.original.clone());
-                if change.after.same_as(&original) {
+                if change.released || change.after.same_as(&original) {
                     // Back at the value it had before sysprof set it: released.
                     state.remove(&change.key);
                     continue;
@@ -130,7 +134,11 @@ impl History {
 /// and what needs it refuses (see [`History::damaged_since`]).
 pub fn entries(ctx: &Context) -> Result<History> {
     let lines = ctx.store.history()?;
-    let mut history = History::default();
+    let torn = ctx.store.torn_tail()?;
+    let mut history = History {
+        torn: (!torn.is_empty()).then(|| crate::error::shorten(&torn)),
+        ..History::default()
+    };
     for line in lines {
         if !ctx.store.has_record(&line.id) {
             let why = "its record is missing from records/".to_owned();

@@ -198,6 +198,7 @@ impl Plan {
                 key: c.key.clone(),
                 before: c.current.clone().unwrap_or_default(),
                 after: c.desired.clone(),
+                released: c.status == Status::Released,
             })
             .collect()
     }

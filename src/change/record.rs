@@ -48,6 +48,10 @@ pub struct KeyChange {
     pub before: Value,
     /// The value written.
     pub after: Value,
+    /// The key was released: the profile no longer names it, and `after` is the value it had
+    /// before sysprof first set it (so the record alone says sysprof lets go of it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub released: bool,
 }
 
 /// The persisted sysctl.d file before and after (None = absent).
@@ -185,6 +189,7 @@ mod tests {
                 key: key("net.ipv4.ip_local_port_range"),
                 before: Value::from_text("32768\t60999"),
                 after: Value::from_text("1024 65535"),
+                released: false,
             }],
             persist: None,
         };

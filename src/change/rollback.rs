@@ -269,6 +269,7 @@ fn restoring(
                 key: first.key.clone(),
                 before: now,
                 after: first.before.clone(),
+                released: false,
             });
         }
     }

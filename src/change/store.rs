@@ -111,17 +111,31 @@ fn parse_history(bytes: &[u8]) -> std::result::Result<(Vec<HistoryEntry>, usize)
 #[derive(Debug)]
 pub struct StoreLock {
     _lock: Flock<File>,
-    /// The target's lock (the sysctl tree and network namespace), taken first.
-    _target: Option<Flock<File>>,
+    /// The target's lock (the sysctl tree and network namespace), taken first, and its path.
+    _target: Option<(Flock<File>, PathBuf)>,
 }
 
 impl Drop for StoreLock {
     /// Clears the pids before unlocking: the files name the holder only while it holds them.
+    /// The target's lock file is removed while still held (one per namespace would pile up
+    /// under /run otherwise); a waiter that locked the removed file sees it is gone and retries.
     fn drop(&mut self) {
         let _ = self._lock.set_len(0);
-        if let Some(target) = &self._target {
+        if let Some((target, path)) = &self._target {
             let _ = target.set_len(0);
+            if same_file(target, path) {
+                let _ = fs::remove_file(path);
+            }
         }
+    }
+}
+
+/// Whether `path` still names the open file `file` (not removed or replaced since it was opened).
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), fs::symlink_metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
     }
 }
 
@@ -144,6 +158,8 @@ fn flock_pid(path: &Path, deadline: Instant, pid: u32) -> Result<Flock<File>> {
             .open(path)
             .map_err(|e| Error::io("open", path, e))?;
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            // The holder before us removed the file on release: lock the one there now.
+            Ok(lock) if !same_file(&lock, path) => continue,
             Ok(mut lock) => {
                 lock.set_len(0)
                     .and_then(|_| writeln!(lock, "{pid}"))
@@ -264,7 +280,7 @@ impl Store {
         self.ensure()?;
         let deadline = Instant::now() + timeout;
         let target = match self.target_lock_path() {
-            Some(path) => Some(flock_pid(&path, deadline, self.env.pid())?),
+            Some(path) => Some((flock_pid(&path, deadline, self.env.pid())?, path)),
             None => None,
         };
         let state = flock_pid(&self.dir.join("lock"), deadline, self.env.pid())?;
@@ -277,6 +293,12 @@ impl Store {
     /// This store's target lock file under [`TARGET_LOCK_DIR`] (created 0755), or `None` when
     /// there is no target or the directory cannot be had (an unprivileged run on a fake tree).
     fn target_lock_path(&self) -> Option<PathBuf> {
+        self.target_file("lock")
+    }
+
+    /// `TARGET_LOCK_DIR/<target>.<suffix>`, the directory created and checked; `None` without a
+    /// target or a usable directory.
+    fn target_file(&self, suffix: &str) -> Option<PathBuf> {
         let target = self.target.as_deref()?;
         let dir = Path::new(TARGET_LOCK_DIR);
         fs::DirBuilder::new()
@@ -285,7 +307,46 @@ impl Store {
             .create(dir)
             .ok()?;
         crate::files::check_trusted_path(dir, self.env.euid()).ok()?;
-        Some(dir.join(format!("{target}.lock")))
+        Some(dir.join(format!("{target}.{suffix}")))
+    }
+
+    /// Marks this store's target as holding a change that awaits confirmation, so that a store
+    /// in another state dir refuses to change the same kernel meanwhile (cleared at reboot with
+    /// /run, as the unpersisted change is).
+    pub fn mark_target_pending(&self) -> Result<()> {
+        let Some(path) = self.target_file("pending") else {
+            return Ok(());
+        };
+        let dir = std::path::absolute(&self.dir).map_err(|e| Error::io("resolve", &self.dir, e))?;
+        let name = path.file_name().expect("a file name").to_string_lossy();
+        write_atomic(
+            Path::new(TARGET_LOCK_DIR),
+            &name,
+            dir.as_os_str().as_encoded_bytes(),
+        )
+    }
+
+    /// Removes this store's pending mark from its target (a mark of another store is left).
+    pub fn clear_target_pending(&self) -> Result<()> {
+        let Some(path) = self.target_file("pending") else {
+            return Ok(());
+        };
+        let ours = std::path::absolute(&self.dir).ok();
+        if self
+            .target_pending_mark()
+            .is_some_and(|named| Some(named) == ours)
+        {
+            let name = path.file_name().expect("a file name").to_string_lossy();
+            remove_durably(Path::new(TARGET_LOCK_DIR), &name)?;
+        }
+        Ok(())
+    }
+
+    /// The state dir the target's pending mark names, if there is a mark (whether that dir's
+    /// change is still pending is for the caller to judge).
+    pub fn target_pending_mark(&self) -> Option<PathBuf> {
+        let path = self.target_file("pending")?;
+        Some(PathBuf::from(fs::read_to_string(path).ok()?))
     }
 
     /// The same store, serialized with every other store that changes `target` (see
@@ -473,24 +534,35 @@ impl Store {
                 Some("ids are hex; see `sysprof history`"),
             ));
         }
+        let lower = prefix.to_ascii_lowercase();
+        if lower.len() == 64 {
+            // A full id names its record whether or not the history lists it.
+            return Ok(lower);
+        }
         let ids: Vec<String> = self
             .history()?
             .into_iter()
             .map(|e| e.id)
-            .filter(|id| id.starts_with(&prefix.to_ascii_lowercase()))
+            .filter(|id| id.starts_with(&lower))
             .collect();
-        let journal = self
+        match ids.as_slice() {
+            [one] => return Ok(one.clone()),
+            [] => {}
+            _ => {
+                return Err(Error::state(
+                    format!("snapshot id {prefix:?} is ambiguous"),
+                    Some("give more characters"),
+                ));
+            }
+        }
+        // Only an unfinished change's record is not in the history yet.
+        match self
             .journal()?
             .map(|j| j.id)
-            .filter(|id| id.starts_with(prefix));
-        match (ids.as_slice(), journal) {
-            ([one], _) => Ok(one.clone()),
-            ([], Some(id)) => Ok(id),
-            ([], None) => Err(missing_snapshot(prefix)),
-            _ => Err(Error::state(
-                format!("snapshot id {prefix:?} is ambiguous"),
-                Some("give more characters"),
-            )),
+            .filter(|id| id.starts_with(&lower))
+        {
+            Some(id) => Ok(id),
+            None => Err(missing_snapshot(prefix)),
         }
     }
 
@@ -553,7 +625,7 @@ impl Store {
             Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
                 Error::state(
                     format!("journal {} is corrupt: {e}", path.display()),
-                    Some("inspect records/ and remove the journal by hand"),
+                    Some("compare the kernel with `sysprof status` (drift) and the persisted file, fix by hand if needed, then run `sysprof recover --discard-journal` (it keeps the journal aside)"),
                 )
             }),
         }
@@ -616,7 +688,8 @@ impl Store {
         };
         let (head, tail) = line.split_at(split);
         crate::change::fault::point("before-append", HISTORY);
-        file.set_len(len)
+        crate::change::fault::io_point("append", HISTORY)
+            .and_then(|()| file.set_len(len))
             .and_then(|()| file.write_all_at(head, len))
             .map_err(|e| Error::io("append to", &path, e))?;
         crate::change::fault::point("mid-append", HISTORY);
@@ -865,6 +938,7 @@ mod tests {
                 key: SysctlKey::parse("net.ipv4.tcp_fin_timeout").unwrap(),
                 before: Value::from_text("60"),
                 after: Value::from_text("30"),
+                released: false,
             }],
             persist: None,
         }

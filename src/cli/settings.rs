@@ -22,12 +22,18 @@ use crate::schema::finding::Target;
 use crate::schema::{Schema, Version};
 
 /// The namespace this process was started in when it is not the host's: `Some(Some(name))`
-/// when `ip netns` pinned it under /run/netns, `Some(None)` when it is anonymous, `None` in the
-/// host's own namespace.
+/// when `ip netns` pinned it under /run/netns, `Some(None)` when it is anonymous (or when the
+/// host's cannot be told: pid 1's namespace link may be unreadable even to root, and a forked
+/// watcher is right in either case), `None` in the host's own namespace.
 fn implicit_netns() -> Option<Option<String>> {
     let mine = netns::current_inode()?;
-    let host = netns::inode_of(Path::new("/proc/1/ns/net"))?;
-    (mine != host).then(|| netns::name_of(mine))
+    if let Some(name) = netns::name_of(mine) {
+        return Some(Some(name));
+    }
+    match netns::inode_of(Path::new("/proc/1/ns/net")) {
+        Some(host) if host == mine => None,
+        _ => Some(None),
+    }
 }
 
 /// The running kernel's `CONFIG_HZ`, from its build configuration when it is installed

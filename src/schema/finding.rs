@@ -108,7 +108,7 @@ impl FindingBuilder<'_> {
                 .map(|s| s.key.clone())
                 .or_else(|| self.key.clone()),
             at: self.setting.map(|s| s.at.clone()),
-            message,
+            message: crate::error::shorten_to(&message, crate::error::MAX_MESSAGE),
             help,
             sources: sources.iter().map(|s| s.as_ref().to_owned()).collect(),
         }

@@ -11,7 +11,7 @@ pub fn run(s: &Settings, out: &mut Output) -> Result<i32> {
     let ctx = super::settled(s, false)?;
     let history = history::entries(&ctx)?;
     if out.json() {
-        out.emit(&serde_json::json!({ "ok": true, "entries": history.entries, "damaged": history.damaged }))?;
+        out.emit(&serde_json::json!({ "ok": true, "entries": history.entries, "damaged": history.damaged, "torn": history.torn }))?;
     } else {
         out.block(|w| render::history(w, &history))?;
     }

@@ -10,6 +10,7 @@ use crate::change::persist;
 use crate::change::record::SHORT_ID;
 use crate::change::store::Journal;
 use crate::cli::output::Output;
+use crate::cli::render;
 use crate::cli::settings::Settings;
 use crate::diagnose::drift;
 use crate::diagnose::drift::{Disagreement, Drift};
@@ -18,7 +19,8 @@ use crate::error::{Result, exit};
 /// Reports the store's state without taking the lock.
 pub fn run(s: &Settings, out: &mut Output) -> Result<i32> {
     let (ctx, enforced) = super::settled_with(s, false)?;
-    let journal = ctx.store.journal()?;
+    // A damaged journal is reported, not fatal: status is what the operator checks first.
+    let journal = ctx.store.journal().map_err(|e| e.to_string());
     let holder = ctx
         .store
         .lock_holder()
@@ -34,21 +36,50 @@ pub fn run(s: &Settings, out: &mut Output) -> Result<i32> {
         Some(_) => None,
         None => disagreements(&ctx, &history)?,
     };
+    let lost = lost_history(&ctx, &history)?;
     if out.json() {
-        out.emit(&serde_json::json!({ "ok": true, "state_dir": ctx.store.dir(), "unfinished": journal, "lock_holder": holder, "last": last, "damaged": history.damaged, "drift": drift, "pending": pending_json, "enforced": enforced, "disagreements": disagree }))?;
+        out.emit(&serde_json::json!({ "ok": true, "state_dir": ctx.store.dir(), "unfinished": journal.as_ref().unwrap_or(&None), "journal_damaged": journal.as_ref().err(), "lock_holder": holder, "last": last, "damaged": history.damaged, "history_lost": lost, "drift": drift, "pending": pending_json, "enforced": enforced, "disagreements": disagree }))?;
         return Ok(exit::OK);
     }
-    let mut lines = lines(&ctx, journal.as_ref(), pending_line, holder, last, &drift);
+    let mut lines = lines(&ctx, &journal, pending_line, holder, last, &drift);
     if let Some(Enforced::Reverted { reason, .. }) = &enforced {
         let text = format!("a pending change was due ({reason:?}) and has just been rolled back");
         lines.insert(1, text);
     }
-    lines.extend(agreement_lines(disagree.as_deref()));
+    match lost {
+        Some(warning) => lines.push(warning),
+        None => lines.extend(agreement_lines(disagree.as_deref())),
+    }
+    lines.extend(history.torn.as_deref().map(render::torn_tail));
     lines.extend(history.damaged.iter().map(|d| {
         format!("DAMAGED history entry #{} ({}): {}; `sysprof history` lists it, rollback past it is refused", d.seq, &d.id[..SHORT_ID.min(d.id.len())], d.why)
     }));
     out.block(|w| lines.iter().try_for_each(|line| writeln!(w, "{line}")))?;
     Ok(exit::OK)
+}
+
+/// A warning when the history is empty although records or the persisted file say sysprof
+/// changed this kernel: the history was lost or truncated, and rollback no longer knows those
+/// changes.
+fn lost_history(ctx: &Context, history: &History) -> Result<Option<String>> {
+    if !history.entries.is_empty() || !history.damaged.is_empty() {
+        return Ok(None);
+    }
+    let records = ctx.store.record_ids()?.len();
+    let file = match &ctx.persist_file {
+        Some(path) => persist::read(path, ctx.store.euid())?.map(|_| path.display().to_string()),
+        None => None,
+    };
+    if records == 0 && file.is_none() {
+        return Ok(None);
+    }
+    let evidence = match file {
+        Some(file) => format!("records/ holds {records} record(s) and {file} exists"),
+        None => format!("records/ holds {records} record(s)"),
+    };
+    Ok(Some(format!(
+        "WARNING: the history is empty, but {evidence}: history.jsonl was lost or truncated, so rollback does not know what sysprof changed; restore it from a backup, inspect records with `sysprof show ID`, or apply the intended profile again"
+    )))
 }
 
 /// The persisted file against the kernel and the history (`None` when persisting is off).
@@ -78,20 +109,32 @@ fn agreement_lines(disagree: Option<&[Disagreement]>) -> Vec<String> {
     }
 }
 
+/// The unfinished change, if any: a damaged journal is named with the way out.
+fn journal_line(journal: &std::result::Result<Option<Journal>, String>) -> String {
+    match journal {
+        Err(e) => format!(
+            "UNFINISHED change with a damaged journal: {e}; compare the drift below, then run `sysprof recover --discard-journal`"
+        ),
+        Ok(Some(j)) => format!(
+            "UNFINISHED change {} (phase {:?}): the next mutating command, or `sysprof recover`, will finish or undo it",
+            &j.id[..SHORT_ID],
+            j.phase
+        ),
+        Ok(None) => "no unfinished change".into(),
+    }
+}
+
 /// The report for humans, one line per fact.
 fn lines(
     ctx: &Context,
-    journal: Option<&Journal>,
+    journal: &std::result::Result<Option<Journal>, String>,
     pending: Option<String>,
     holder: Option<u32>,
     last: Option<&Entry>,
     drift: &[Drift],
 ) -> Vec<String> {
     let mut lines = vec![format!("state dir: {}", ctx.store.dir().display())];
-    lines.push(match &journal {
-        Some(j) => format!("UNFINISHED change {} (phase {:?}): the next mutating command, or `sysprof recover`, will finish or undo it", &j.id[..SHORT_ID], j.phase),
-        None => "no unfinished change".into(),
-    });
+    lines.push(journal_line(journal));
     lines.extend(pending);
     lines.extend(
         holder.map(|pid| format!("pid {pid} holds the lock (a change may be in progress)")),

@@ -24,7 +24,7 @@ use anstyle::{AnsiColor, Style};
 use crate::adopt::boot::Override;
 use crate::change::persist::FILE_NAME;
 use crate::diagnose::doctor::{Check, Verdict};
-use crate::error::{Error, Location};
+use crate::error::{Error, Location, MAX_ECHO, MAX_MESSAGE, shorten_to};
 use crate::profile::Profile;
 use crate::schema::Severity;
 use crate::schema::finding::{Finding, Report};
@@ -144,13 +144,20 @@ impl<'a> Diagnostic<'a> {
     }
 }
 
+/// What a cut-short last history line means, and that the next mutating command mends it.
+pub fn torn_tail(tail: &str) -> String {
+    format!(
+        "TORN history tail {tail:?}: a crash or damage cut the last line of history.jsonl short; the next mutating command (or `sysprof recover`) restores a committed entry from records/ or drops an unfinished append"
+    )
+}
+
 /// Writes one diagnostic.
 pub fn diagnostic(out: &mut dyn Write, d: &Diagnostic) -> io::Result<()> {
     let head = match d.code {
         Some(code) => format!("{}[{code}]", d.level.word()),
         None => d.level.word().to_owned(),
     };
-    let message = paint(BOLD, &d.message);
+    let message = paint(BOLD, &shorten_to(&d.message, MAX_MESSAGE));
     writeln!(
         out,
         "{}{} {message}",
@@ -182,7 +189,9 @@ fn caret(out: &mut dyn Write, at: &Location, line: &str, style: Style) -> io::Re
         .skip(at.col - 1)
         .take_while(|c| *c != ':')
         .count()
-        .max(1);
+        .clamp(1, MAX_ECHO);
+    // A huge key or value is shown up to a little past the caret, never whole.
+    let line = shorten_to(line, at.col - 1 + width + MAX_ECHO);
     writeln!(out, "  {pad} {}", paint(BLUE, "|"))?;
     writeln!(
         out,

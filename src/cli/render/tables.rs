@@ -137,7 +137,7 @@ pub fn record(out: &mut dyn Write, record: &Record) -> io::Result<()> {
 /// The history as a table.
 pub fn history(out: &mut dyn Write, history: &History) -> io::Result<()> {
     let entries = &history.entries;
-    if entries.is_empty() && history.damaged.is_empty() {
+    if entries.is_empty() && history.damaged.is_empty() && history.torn.is_none() {
         return writeln!(out, "no changes recorded yet");
     }
     let mut rows = vec![
@@ -203,5 +203,9 @@ pub fn history(out: &mut dyn Write, history: &History) -> io::Result<()> {
         ];
         rows.insert(at.map_or(rows.len(), |i| i + 1), row);
     }
-    table(out, &rows)
+    table(out, &rows)?;
+    match &history.torn {
+        Some(tail) => writeln!(out, "{}", paint(RED, &super::torn_tail(tail))),
+        None => Ok(()),
+    }
 }
