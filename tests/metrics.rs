@@ -572,41 +572,8 @@ fn the_monitoring_examples_run_and_use_metrics_sysprof_writes() {
         let text = std::fs::read_to_string(dir.path().join("sysprof.prom")).unwrap();
         assert!(text.contains("sysprof_drift_keys 1"), "{text}");
     }
-    verify_units(&examples);
-}
-
-/// `systemd-analyze verify` on the unit files (the binary path pointed at the built one).
-fn verify_units(examples: &std::path::Path) {
-    let dir = tempfile::tempdir().unwrap();
-    let units = ["sysprof-metrics.service", "sysprof-metrics.timer"];
-    for unit in units {
-        let text = std::fs::read_to_string(examples.join(unit)).unwrap();
-        let text = text.replace(
-            "/usr/local/bin/sysprof",
-            &common::bin().display().to_string(),
-        );
-        std::fs::write(dir.path().join(unit), text).unwrap();
-    }
-    let paths = units.map(|u| dir.path().join(u));
-    let verify = Command::new("systemd-analyze")
-        .args(["verify", "--man=no"])
-        .args(&paths)
-        .output();
-    let run = match verify {
-        Ok(run) => run,
-        Err(e) => {
-            let message =
-                format!("UNIT FILES NOT VERIFIED: no systemd-analyze ({e}); install systemd");
-            if std::env::var("SYSPROF_REQUIRE_NETNS").as_deref() == Ok("1") {
-                panic!("{message} (SYSPROF_REQUIRE_NETNS=1)");
-            }
-            eprintln!("\n!!!!!!!!!! {message} !!!!!!!!!!\n");
-            return;
-        }
-    };
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(
-        run.status.success() && stderr.trim().is_empty(),
-        "systemd-analyze verify: {stderr}"
+    common::verify_units(
+        &examples,
+        &["sysprof-metrics.service", "sysprof-metrics.timer"],
     );
 }

@@ -875,3 +875,39 @@ fn a_closed_pipe_ends_the_command_quietly() {
     let stderr = std::fs::read_to_string(&err).unwrap();
     assert_eq!(stderr, "", "no 'Broken pipe' error");
 }
+
+#[test]
+fn the_recovery_units_verify_and_their_command_enforces_a_due_deadline() {
+    let dir = common::repo().join("examples/systemd");
+    common::verify_units(&dir, &["sysprof-recover.service", "sysprof-recover.timer"]);
+    let unit = std::fs::read_to_string(dir.join("sysprof-recover.service")).unwrap();
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart=/usr/local/bin/sysprof "))
+        .unwrap();
+    let exec: Vec<&str> = exec.split_whitespace().collect();
+    // A change whose watcher died and whose deadline passed: the unit's command reverts it.
+    let sb = Sandbox::fake(TREE);
+    let a = sb.file("a.yaml", FIN_30);
+    sb.run(&[
+        "apply",
+        a.to_str().unwrap(),
+        "--confirm-within",
+        "1s",
+        "--watcher",
+        "fork",
+    ])
+    .expect(0);
+    let status = sb.run(&["status", "--format", "json"]).expect(0).json();
+    let pid = status["pending"]["change"]["watcher_pid"].as_u64().unwrap() as i32;
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(sb.fake_value("net.ipv4.tcp_fin_timeout"), "30\n");
+    sb.run(&exec).expect(0);
+    assert_eq!(sb.fake_value("net.ipv4.tcp_fin_timeout"), "60\n");
+    let status = sb.run(&["status", "--format", "json"]).expect(0).json();
+    assert!(status["pending"].is_null(), "{status}");
+}

@@ -325,3 +325,37 @@ pub fn pip_venv(name: &str, requirement: &str, probe: &str) -> Option<PathBuf> {
     }
     Some(venv)
 }
+
+/// `systemd-analyze verify` on unit files of `dir` (the binary path pointed at the built one);
+/// without systemd-analyze, says so loudly (a failure under SYSPROF_REQUIRE_NETNS=1).
+#[allow(dead_code)]
+pub fn verify_units(dir: &Path, units: &[&str]) {
+    let tmp = tempfile::tempdir().unwrap();
+    for unit in units {
+        let text = std::fs::read_to_string(dir.join(unit)).unwrap();
+        let text = text.replace("/usr/local/bin/sysprof", &bin().display().to_string());
+        std::fs::write(tmp.path().join(unit), text).unwrap();
+    }
+    let paths: Vec<PathBuf> = units.iter().map(|u| tmp.path().join(u)).collect();
+    let verify = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .args(&paths)
+        .output();
+    let run = match verify {
+        Ok(run) => run,
+        Err(e) => {
+            let message =
+                format!("UNIT FILES NOT VERIFIED: no systemd-analyze ({e}); install systemd");
+            if std::env::var("SYSPROF_REQUIRE_NETNS").as_deref() == Ok("1") {
+                panic!("{message} (SYSPROF_REQUIRE_NETNS=1)");
+            }
+            eprintln!("\n!!!!!!!!!! {message} !!!!!!!!!!\n");
+            return;
+        }
+    };
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        run.status.success() && stderr.trim().is_empty(),
+        "systemd-analyze verify: {stderr}"
+    );
+}
