@@ -92,6 +92,9 @@ pub mod exit {
     pub const GATE_TRIPPED: i32 = 8;
     /// `apply --stage`: this host's cohort is not in the stage, so nothing was changed.
     pub const NOT_IN_STAGE: i32 = 9;
+    /// `apply PLAN.json`: the saved plan no longer matches the host (a key or the persisted file
+    /// changed, another target, the profile or the plan file altered); nothing was written.
+    pub const PLAN_STALE: i32 = 10;
     /// Command-line usage error.
     pub const USAGE: i32 = 64;
 
@@ -127,6 +130,10 @@ pub mod exit {
         (
             NOT_IN_STAGE,
             "apply --stage: this host is not in the stage (nothing was changed)",
+        ),
+        (
+            PLAN_STALE,
+            "apply PLAN: the saved plan no longer matches this host (nothing was changed)",
         ),
         (USAGE, "command-line usage error"),
     ];
@@ -279,6 +286,14 @@ pub enum Error {
         /// How to fix it, when known.
         help: Option<String>,
     },
+    /// A saved plan that no longer matches the host (exit 10): nothing was written.
+    #[error("{message}")]
+    PlanStale {
+        /// Why it does not apply.
+        message: String,
+        /// What to do instead.
+        help: Option<String>,
+    },
     /// A name given on the command line means nothing here (exit 3, like any invalid input).
     #[error("{message}")]
     Input {
@@ -386,6 +401,7 @@ impl Error {
                 }
             }
             Self::Locked { .. } | Self::State { .. } => exit::STATE,
+            Self::PlanStale { .. } => exit::PLAN_STALE,
             Self::Environment { .. } => exit::ENVIRONMENT,
         }
     }
@@ -394,6 +410,7 @@ impl Error {
     pub fn help(&self) -> Option<String> {
         match self {
             Self::Profile { help, .. }
+            | Self::PlanStale { help, .. }
             | Self::Input { help, .. }
             | Self::State { help, .. }
             | Self::Environment { help, .. } => help.clone(),

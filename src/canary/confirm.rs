@@ -208,6 +208,8 @@ pub struct Request {
     /// Allow writes that cannot be undone until reboot (such a change cannot be reverted at
     /// the deadline either).
     pub allow_irreversible: bool,
+    /// A saved plan the change must equal exactly (`apply PLAN.json`).
+    pub plan: Option<crate::change::saved::SavedPlan>,
 }
 
 /// What [`start`] did.
@@ -260,6 +262,7 @@ pub fn start(
         persist: Persist::No,
         keep_released: req.keep_released,
         allow_irreversible: req.allow_irreversible,
+        plan: req.plan.clone(),
     };
     let applied = apply::apply(ctx, &lock, profile, &options);
     let (plan, outcome) = match applied {

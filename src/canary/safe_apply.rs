@@ -20,6 +20,7 @@ use crate::change::apply::{self, Outcome, Persist};
 use crate::change::context::Context;
 use crate::change::plan::Plan;
 use crate::change::rollback::RolledBack;
+use crate::change::saved::SavedPlan;
 use crate::change::transaction::Committed;
 use crate::env::Launcher;
 use crate::error::{Error, Location, Result};
@@ -63,6 +64,8 @@ pub struct Policy {
     pub keep_released: bool,
     /// Allow writes that cannot be undone until reboot.
     pub allow_irreversible: bool,
+    /// A saved plan the change must equal exactly (`apply PLAN.json`).
+    pub plan: Option<SavedPlan>,
     /// The arguments that rebuild this context in the watcher (global flags).
     pub watcher_args: Vec<OsString>,
     /// Whether the watcher may run outside this process's network namespace (systemd-run);
@@ -216,6 +219,7 @@ fn options(ctx: &Context, policy: &Policy) -> apply::Options {
         persist: Persist::from_context(ctx),
         keep_released: policy.keep_released,
         allow_irreversible: policy.allow_irreversible,
+        plan: policy.plan.clone(),
     }
 }
 
@@ -251,6 +255,7 @@ fn guarded(
         watcher: launcher.describe(),
         keep_released: policy.keep_released,
         allow_irreversible: policy.allow_irreversible,
+        plan: policy.plan.clone(),
     };
     let exe = ctx.env.exe()?;
     let log = ctx.store.dir().join(confirm::WATCHER_LOG);

@@ -12,6 +12,7 @@ use crate::change::history;
 use crate::change::persist;
 use crate::change::plan::{Plan, Status};
 use crate::change::record::{Change, PersistChange, ProfileRef, Record, RecordKind};
+use crate::change::saved::SavedPlan;
 use crate::change::store::StoreLock;
 use crate::change::transaction::{self, Committed};
 use crate::error::{Error, KernelFault, Result};
@@ -69,6 +70,8 @@ pub struct Options {
     pub keep_released: bool,
     /// Allow writes that cannot be undone until reboot.
     pub allow_irreversible: bool,
+    /// A saved plan the change must equal exactly (`apply PLAN.json`).
+    pub plan: Option<SavedPlan>,
 }
 
 /// The plan for `profile` against the kernel and what sysprof holds now.
@@ -104,6 +107,9 @@ pub fn preview(ctx: &Context, profile: &Profile, options: &Options) -> Result<(P
     refuse_blockers(ctx, &plan)?;
     refuse_irreversible(&plan, options.allow_irreversible)?;
     let change = change(ctx, profile, &plan, &options.persist)?;
+    if let Some(saved) = &options.plan {
+        saved.check(ctx, &change)?;
+    }
     if change.is_empty() {
         return Ok((plan, Outcome::InSync));
     }
@@ -123,6 +129,9 @@ pub fn apply(
     refuse_blockers(ctx, &plan)?;
     refuse_irreversible(&plan, options.allow_irreversible)?;
     let change = change(ctx, profile, &plan, &options.persist)?;
+    if let Some(saved) = &options.plan {
+        saved.check(ctx, &change)?;
+    }
     if change.is_empty() {
         return Ok((plan, Outcome::InSync));
     }
@@ -153,7 +162,7 @@ fn refuse_blockers(ctx: &Context, plan: &Plan) -> Result<()> {
 }
 
 /// The change a plan calls for: its pending keys, and the persisted file when it differs.
-fn change(ctx: &Context, profile: &Profile, plan: &Plan, persist: &Persist) -> Result<Change> {
+pub fn change(ctx: &Context, profile: &Profile, plan: &Plan, persist: &Persist) -> Result<Change> {
     let persist = match persist {
         Persist::To(path) => {
             let before = persist::read(path, ctx.store.euid())?;

@@ -13,5 +13,6 @@ pub mod persist;
 pub mod plan;
 pub mod record;
 pub mod rollback;
+pub mod saved;
 pub mod store;
 pub mod transaction;

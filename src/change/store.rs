@@ -349,6 +349,18 @@ impl Store {
         Some(PathBuf::from(fs::read_to_string(path).ok()?))
     }
 
+    /// A small file of the state dir, read under the state trust rules (`None` when absent).
+    pub fn read_file(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        self.verify()?;
+        read_trusted(&self.dir.join(name), self.env.euid())
+    }
+
+    /// Writes a small file of the state dir (0600, atomically), creating the dir if needed.
+    pub fn write_new_file(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        self.ensure()?;
+        write_atomic(&self.dir, name, bytes)
+    }
+
     /// The same store, serialized with every other store that changes `target` (see
     /// `SysctlTree::identity`).
     pub fn for_target(mut self, target: String) -> Self {

@@ -30,6 +30,22 @@ pub struct Cli {
     pub command: lean::Only<Command>,
 }
 
+/// `diff`'s own flags.
+#[derive(Debug, Args)]
+pub struct DiffFlags {
+    /// Exit 2 when changes are pending, 0 when in sync.
+    #[arg(long)]
+    pub exit_code: bool,
+    /// Show keys sysprof set earlier that this profile no longer names as kept (and
+    /// persisted) rather than released.
+    #[arg(long)]
+    pub keep_released: bool,
+    /// Save the plan to FILE for review; `sysprof apply FILE` then applies exactly it, or
+    /// nothing (exit 10) if the host changed meanwhile.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
 /// Options every command accepts.
 #[derive(Debug, Args)]
 pub struct Global {
@@ -123,17 +139,13 @@ pub enum Command {
     Diff {
         /// Profile file.
         profile: PathBuf,
-        /// Exit 2 when changes are pending, 0 when in sync.
-        #[arg(long)]
-        exit_code: bool,
-        /// Show keys sysprof set earlier that this profile no longer names as kept (and
-        /// persisted) rather than released.
-        #[arg(long)]
-        keep_released: bool,
+        /// What to show, and where to save the plan.
+        #[command(flatten)]
+        flags: DiffFlags,
     },
     /// Validate, snapshot, write all-or-nothing, read back, persist.
     Apply {
-        /// Profile file.
+        /// Profile file, or a plan saved by `sysprof diff PROFILE --out FILE`.
         profile: PathBuf,
         /// Show the plan and change nothing.
         #[arg(long)]

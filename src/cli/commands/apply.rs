@@ -2,10 +2,11 @@
 //! confirmed path (`canary::safe_apply`).
 
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::{boot_overrides, checked_profile};
 use crate::canary::safe_apply::{self, Event, Policy, WatcherKind};
+use crate::change::saved;
 use crate::cli::flags::{SafeApply, WatcherChoice};
 use crate::cli::output::Output;
 use crate::cli::render::applied::{self, LiveLine};
@@ -21,9 +22,19 @@ pub fn run(
     out: &mut Output,
 ) -> Result<i32> {
     let ctx = s.context()?;
-    let (profile, report) = checked_profile(s, &ctx, path, out)?;
+    let saved = saved::load(path)?;
+    let profile_path = match &saved {
+        Some(plan) => PathBuf::from(&plan.profile.path),
+        None => path.to_owned(),
+    };
+    let (profile, report) = checked_profile(s, &ctx, &profile_path, out)?;
     let boot = boot_overrides(s, &profile, out)?;
-    let policy = policy(s, safe, dry_run)?;
+    let mut policy = policy(s, safe, dry_run)?;
+    if let Some(plan) = saved {
+        plan.verify(&ctx)?;
+        policy.keep_released = plan.keep_released;
+        policy.plan = Some(plan);
+    }
     let mut live = LiveLine::new(!out.json() && std::io::stderr().is_terminal());
     let (placed, result) = {
         let mut observe = |event: Event| live.observe(out, &profile.name, event);
@@ -59,6 +70,7 @@ fn policy(s: &Settings, safe: &SafeApply, dry_run: bool) -> Result<Policy> {
         dry_run,
         keep_released: safe.keep_released,
         allow_irreversible: safe.allow_irreversible,
+        plan: None,
         watcher_args: s.watcher_args()?,
         watcher_can_leave: s.watcher_can_leave(),
     })

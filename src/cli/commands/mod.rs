@@ -42,11 +42,7 @@ mod watch_deadline;
 pub fn dispatch(s: &Settings, command: &Command, out: &mut Output) -> Result<i32> {
     match command {
         Command::Validate { profiles } => validate_cmd::run(s, profiles, out),
-        Command::Diff {
-            profile,
-            exit_code,
-            keep_released,
-        } => diff::run(s, profile, *exit_code, *keep_released, out),
+        Command::Diff { profile, flags } => diff::run(s, profile, flags, out),
         Command::Apply {
             profile,
             dry_run,
@@ -60,22 +56,29 @@ pub fn dispatch(s: &Settings, command: &Command, out: &mut Output) -> Result<i32
             dry_run,
             force,
         } => {
-            use crate::change::rollback::{Options, Target};
-            let target = match (to, profile) {
-                (Some(id), _) => Target::Id(id.as_str()),
-                (None, Some(name)) => Target::Profile(name.as_str()),
-                (None, None) => Target::Newest,
-            };
-            let options = Options {
+            let options = crate::change::rollback::Options {
                 dry_run: *dry_run,
                 force: *force,
             };
-            rollback::run(s, target, options, out)
+            rollback::run(s, rollback_target(to, profile), options, out)
         }
         Command::Status => status::run(s, out),
         Command::Recover { discard_journal } => recover::run(s, *discard_journal, out),
         Command::Rollout(command) => rollout_dispatch(s, command, out),
         adopt_or_docs => adopt_dispatch(s, adopt_or_docs, out),
+    }
+}
+
+/// What `rollback` undoes: `--to ID`, else `--profile NAME`'s last change, else the newest.
+fn rollback_target<'a>(
+    to: &'a Option<String>,
+    profile: &'a Option<String>,
+) -> crate::change::rollback::Target<'a> {
+    use crate::change::rollback::Target;
+    match (to, profile) {
+        (Some(id), _) => Target::Id(id.as_str()),
+        (None, Some(name)) => Target::Profile(name.as_str()),
+        (None, None) => Target::Newest,
     }
 }
 
