@@ -180,6 +180,63 @@ fn a_tripped_gate_rolls_the_watched_apply_back_and_exits_8() {
     assert_eq!(kinds, ["apply", "rollback"]);
 }
 
+/// Off a terminal (a CI log, journald) a long watch writes a line with the gate values per
+/// interval: the first sample, then one each `--progress-every`, never one per sample.
+#[test]
+fn a_watch_off_a_terminal_logs_a_progress_line_per_interval() {
+    let Some(ns) = Netns::create() else { return };
+    let sb = Sandbox::netns(&ns);
+    let p = profile("datacenter-client.yaml");
+    let run = sb
+        .run(&[
+            "apply",
+            p.to_str().unwrap(),
+            "--watch",
+            "3s",
+            "--interval",
+            "250ms",
+            "--progress-every",
+            "1s",
+        ])
+        .expect(0);
+    let lines: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("watching: "))
+        .collect();
+    // Samples every 250 ms over 3 s (~12), a line per second of them: 3 or 4, each complete.
+    assert!((3..=4).contains(&lines.len()), "{lines:?}\n{}", run.stderr);
+    assert!(!run.stderr.contains('\r'), "no redraws off a terminal");
+    for line in &lines {
+        assert!(
+            line.contains("s left | ") && line.contains("Tcp.AttemptFails"),
+            "{line}"
+        );
+    }
+    // JSON output keeps stdout one document; the progress still goes to stderr.
+    sb.run(&["rollback"]).expect(0);
+    let run = sb
+        .run(&[
+            "apply",
+            p.to_str().unwrap(),
+            "--watch",
+            "1s",
+            "--format",
+            "json",
+        ])
+        .expect(0);
+    let _: serde_json::Value = run.json();
+    assert_eq!(
+        run.stderr
+            .lines()
+            .filter(|l| l.starts_with("watching: "))
+            .count(),
+        1,
+        "{}",
+        run.stderr
+    );
+}
+
 #[test]
 fn a_healthy_window_persists_and_one_rollback_undoes_it_all() {
     let Some(ns) = Netns::create() else { return };

@@ -162,6 +162,50 @@ fn the_plan_shows_stages_and_hosts() {
 }
 
 #[test]
+fn a_stage_no_host_lands_in_is_warned_about() {
+    let sb = Sandbox::fake(&[]);
+    // 3 hosts: a 5% canary almost surely gets none; whichever stages do, the warnings must
+    // name exactly the empty ones before them.
+    let json = plan(&sb, PROFILE, &hosts(3));
+    let stages = json["plan"]["stages"].as_array().unwrap();
+    let empty: Vec<&str> = stages
+        .iter()
+        .filter(|s| s["new_hosts"].as_array().unwrap().is_empty())
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    let warnings = json["plan"]["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), empty.len(), "{warnings:?}");
+    for (warning, stage) in warnings.iter().zip(&empty) {
+        let warning = warning.as_str().unwrap();
+        assert!(
+            warning.starts_with(&format!("stage {stage} (")) && warning.contains("gets no host"),
+            "{warning}"
+        );
+    }
+    assert!(empty.contains(&"canary"), "{stages:?}");
+    // People see it on stderr, after the table.
+    let p = sb.file("p.yaml", PROFILE);
+    let h = sb.file("hosts.txt", &hosts(3));
+    let run = sb
+        .run(&[
+            "rollout",
+            "plan",
+            p.to_str().unwrap(),
+            "--hosts",
+            h.to_str().unwrap(),
+        ])
+        .expect(0);
+    assert!(
+        run.stderr.contains("warning: stage canary (5% of 3 host(s)) gets no host: the first host(s) to change after it are the"),
+        "{}",
+        run.stderr
+    );
+    // Enough hosts for every stage: no warning.
+    let json = plan(&sb, PROFILE, &hosts(400));
+    assert_eq!(json["plan"]["warnings"], serde_json::json!([]));
+}
+
+#[test]
 fn apply_stage_changes_only_hosts_in_the_stage() {
     let sb = Sandbox::fake(&[("net.ipv4.tcp_fin_timeout", "60")]);
     let placed = plan(&sb, PROFILE, &hosts(200));

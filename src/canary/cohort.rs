@@ -80,6 +80,39 @@ pub struct RolloutPlan {
     pub stages: Vec<StagePlan>,
     /// Every host, in the order given.
     pub hosts: Vec<Placement>,
+    /// What looks wrong with the staging for these hosts (a stage no host lands in).
+    pub warnings: Vec<String>,
+}
+
+impl RolloutPlan {
+    /// One warning per stage before the last that gets no new host: the change skips it, so
+    /// the next stage with hosts is the real canary (with `n` hosts, a stage of `p`% holds
+    /// about `n·p/100` of them).
+    fn empty_stage_warnings(&self) -> Vec<String> {
+        let hosts = self.hosts.len();
+        let mut out = Vec::new();
+        for (i, stage) in self.stages.iter().enumerate() {
+            if !stage.new_hosts.is_empty() || hosts == 0 {
+                continue;
+            }
+            let next = self.stages[i + 1..]
+                .iter()
+                .find(|s| !s.new_hosts.is_empty());
+            let then = match next {
+                Some(next) => format!(
+                    "the first host(s) to change after it are the {} of stage {}",
+                    next.new_hosts.len(),
+                    next.name
+                ),
+                None => "no later stage changes a host either".to_owned(),
+            };
+            out.push(format!(
+                "stage {} ({}% of {hosts} host(s)) gets no host: {then}; raise its percent or give the stage more hosts",
+                stage.name, stage.percent
+            ));
+        }
+        out
+    }
 }
 
 /// Places hosts (name, host id) into stages.
@@ -111,11 +144,14 @@ pub fn plan(spec: &RolloutSpec, fingerprint: &str, hosts: &[(String, String)]) -
             total: placements.iter().filter(|p| in_stage(p.cohort, s)).count(),
         })
         .collect();
-    RolloutPlan {
+    let mut plan = RolloutPlan {
         fingerprint: fingerprint.to_owned(),
         stages,
         hosts: placements,
-    }
+        warnings: Vec::new(),
+    };
+    plan.warnings = plan.empty_stage_warnings();
+    plan
 }
 
 /// Parses a hosts file: one host per line, `NAME [HOST_ID]` (the id defaults to the name),

@@ -389,6 +389,10 @@ pub struct SafeApply {
     /// kernel.yama.ptrace_scope=3, …): rollback could not restore them.
     #[arg(long)]
     pub allow_irreversible: bool,
+    /// During a watch, write a progress line with every gate's value each DURATION (default:
+    /// 1m off a terminal; on a terminal one line is redrawn at every sample).
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub progress_every: Option<Duration>,
     /// Health gates.
     #[command(flatten)]
     pub gates: GateArgs,

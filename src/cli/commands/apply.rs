@@ -9,7 +9,7 @@ use crate::canary::safe_apply::{self, Event, Policy, WatcherKind};
 use crate::change::saved;
 use crate::cli::flags::{SafeApply, WatcherChoice};
 use crate::cli::output::Output;
-use crate::cli::render::applied::{self, LiveLine};
+use crate::cli::render::applied::{self, LiveLine, ProgressMode};
 use crate::cli::settings::Settings;
 use crate::error::Result;
 
@@ -35,7 +35,7 @@ pub fn run(
         policy.keep_released = plan.keep_released;
         policy.plan = Some(plan);
     }
-    let mut live = LiveLine::new(!out.json() && std::io::stderr().is_terminal());
+    let mut live = LiveLine::new(progress_mode(safe, out));
     let (placed, result) = {
         let mut observe = |event: Event| live.observe(out, &profile.name, event);
         safe_apply::apply(&ctx, &profile, &policy, &mut observe)?
@@ -50,6 +50,17 @@ pub fn run(
         &boot,
         &report,
     )
+}
+
+/// How a watch shows progress: `--progress-every` lines, a redrawn line on a terminal, else a
+/// line a minute (CI logs and journald see a long watch move).
+fn progress_mode(safe: &SafeApply, out: &Output) -> ProgressMode {
+    const LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+    match safe.progress_every {
+        Some(every) => ProgressMode::Lines(every),
+        None if !out.json() && std::io::stderr().is_terminal() => ProgressMode::Redraw,
+        None => ProgressMode::Lines(LOG_EVERY),
+    }
 }
 
 /// The apply flags as the core's policy.

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use crate::canary::cohort;
 use crate::cli::output::Output;
-use crate::cli::render::report;
+use crate::cli::render::{self, Diagnostic, Level, report};
 
 use crate::error::Location;
 use crate::error::{Error, Result, exit};
@@ -39,5 +39,10 @@ pub fn plan(path: &Path, hosts_file: &Path, out: &mut Output) -> Result<i32> {
         return Ok(exit::OK);
     }
     out.block(|w| report::rollout_plan(w, &profile.name, &plan))?;
+    out.diag(|w| {
+        plan.warnings.iter().try_for_each(|warning| {
+            render::diagnostic(w, &Diagnostic::new(Level::Warning, warning.as_str()))
+        })
+    })?;
     Ok(exit::OK)
 }

@@ -260,19 +260,34 @@ fn kept(profile: &Profile, watched: &Watched, persisted: Option<&Committed>) -> 
     )
 }
 
-/// The status line of a watch, rewritten in place on a terminal.
+/// How a watch reports its progress.
+#[derive(Debug, Clone, Copy)]
+pub enum ProgressMode {
+    /// One status line rewritten in place at every sample (a terminal).
+    Redraw,
+    /// A full line when the watch starts and then once per interval (logs, journald, CI).
+    Lines(Duration),
+}
+
+/// The progress of a watch on stderr: a line rewritten in place on a terminal, or a line per
+/// interval elsewhere, so a ten-minute watch is never ten silent minutes in a log.
 pub struct LiveLine {
-    enabled: bool,
+    mode: ProgressMode,
     shown: usize,
+    last_line_at: Option<Duration>,
 }
 
 impl LiveLine {
-    /// A line that is drawn only when `enabled` (stderr is a terminal, human output).
-    pub fn new(enabled: bool) -> Self {
-        Self { enabled, shown: 0 }
+    /// Progress in `mode`.
+    pub fn new(mode: ProgressMode) -> Self {
+        Self {
+            mode,
+            shown: 0,
+            last_line_at: None,
+        }
     }
 
-    /// Announces a watch (human output) or redraws the line for a sample.
+    /// Announces a watch (human output) or reports a sample.
     pub fn observe(&mut self, out: &mut Output, profile: &str, event: Event) {
         match event {
             Event::Watching {
@@ -300,30 +315,33 @@ impl LiveLine {
         }
     }
 
-    /// Redraws the line for `p`.
+    /// Reports `p`: redraws the line, or writes one when an interval has passed since the last.
     fn show(&mut self, err: &mut dyn Write, p: &Progress) {
-        if !self.enabled {
-            return;
+        let line = status_line(p);
+        match self.mode {
+            ProgressMode::Redraw => {
+                let width = line.chars().count();
+                let pad = " ".repeat(self.shown.saturating_sub(width));
+                let _ = write!(err, "\r{line}{pad}");
+                self.shown = width;
+            }
+            ProgressMode::Lines(every) => {
+                let due = self
+                    .last_line_at
+                    .is_none_or(|at| p.elapsed.saturating_sub(at) >= every);
+                if !due {
+                    return;
+                }
+                self.last_line_at = Some(p.elapsed);
+                let _ = writeln!(err, "{line}");
+            }
         }
-        let gates: Vec<String> = p.checks.iter().map(Check::brief).collect();
-        let line = format!(
-            "watching: {}s left | {}",
-            p.remaining.as_millis().div_ceil(1000),
-            gates.join(" | ")
-        );
-        let width = line.chars().count();
-        let _ = write!(
-            err,
-            "\r{line}{}",
-            " ".repeat(self.shown.saturating_sub(width))
-        );
         let _ = err.flush();
-        self.shown = width;
     }
 
     /// Ends the line.
     pub fn end(&mut self, err: &mut dyn Write) {
-        if self.enabled && self.shown > 0 {
+        if matches!(self.mode, ProgressMode::Redraw) && self.shown > 0 {
             let _ = writeln!(err);
         }
     }
@@ -347,4 +365,14 @@ pub fn rolled_back(out: &mut dyn Write, done: &RolledBack) -> std::io::Result<()
         _ => format!("dry run: would restore the state from before {target}; nothing was changed"),
     };
     render::ok(out, &line)
+}
+
+/// `watching: 540s left | gate value/limit | …`.
+fn status_line(p: &Progress) -> String {
+    let gates: Vec<String> = p.checks.iter().map(Check::brief).collect();
+    format!(
+        "watching: {}s left | {}",
+        p.remaining.as_millis().div_ceil(1000),
+        gates.join(" | ")
+    )
 }
