@@ -1024,3 +1024,49 @@ fn the_schema_is_large_and_everything_in_it_is_sourced() {
         );
     }
 }
+
+/// `validate a b c` with a parent all three extend shows the parent's findings once, and each
+/// child's summary still counts them and says they were shown above.
+#[test]
+fn a_shared_parent_s_findings_are_shown_once_per_run() {
+    let sb = Sandbox::host_readonly();
+    sb.file(
+        "parent.yaml",
+        "version: 1\nname: parent\nsysctls:\n  net.core.somaxconn: 64\n",
+    );
+    let children: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .map(|name| {
+            let text = format!(
+                "version: 1\nname: {name}\nextends: parent.yaml\nsysctls:\n  net.ipv4.tcp_fin_timeout: 30\n"
+            );
+            sb.file(&format!("{name}.yaml"), &text).display().to_string()
+        })
+        .collect();
+    let mut args = vec!["validate"];
+    args.extend(children.iter().map(String::as_str));
+    let run = sb.run(&args);
+    assert_eq!(
+        run.stdout.matches("parent.yaml:4:3").count(),
+        1,
+        "the parent's finding once: {}",
+        run.stdout
+    );
+    let repeats = run
+        .stdout
+        .matches("1 of them shown above, in a file an earlier profile shares")
+        .count();
+    assert_eq!(repeats, 2, "{}", run.stdout);
+    // JSON keeps every finding with every profile.
+    args.extend(["--format", "json"]);
+    let json = sb.run(&args).json();
+    for profile in json["profiles"].as_array().unwrap() {
+        let rules: Vec<&str> = profile["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["rule"].as_str().unwrap())
+            .collect();
+        assert!(rules.contains(&"recommended-bounds"), "{profile}");
+    }
+}

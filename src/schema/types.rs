@@ -137,6 +137,29 @@ pub enum Scope {
     Pid,
 }
 
+impl Scope {
+    /// The one spelling of the scope everywhere: the schema's, `explain`'s and JSON's
+    /// (`netns`, `ro_in_child`, `init_only`, `global`, `ipc`, `uts`, `user`, `pid`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Netns => "netns",
+            Self::RoInChild => "ro_in_child",
+            Self::InitOnly => "init_only",
+            Self::Global => "global",
+            Self::Ipc => "ipc",
+            Self::Uts => "uts",
+            Self::User => "user",
+            Self::Pid => "pid",
+        }
+    }
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// How a handler converts the written number into jiffies, which makes the kernel's real bound
 /// depend on `CONFIG_HZ` (see [`KeySpec::kernel_bounds_at`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]

@@ -1,6 +1,7 @@
 //! `sysprof validate PROFILE...`: schema and rule findings; the running kernel (or `--root`,
 //! `--netns`) is only asked which keys exist, offline (`--kernel X`) not at all.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 
 use crate::cli::output::Output;
@@ -19,6 +20,7 @@ pub fn run(s: &Settings, paths: &[PathBuf], out: &mut Output) -> Result<i32> {
     let mut code = exit::OK;
     let mut results = Vec::new();
     let mut parsed = ParseCache::default();
+    let mut shown = HashSet::new();
     for path in paths {
         let profile = match Profile::load_with(path, &mut parsed) {
             Ok(p) => p,
@@ -42,8 +44,8 @@ pub fn run(s: &Settings, paths: &[PathBuf], out: &mut Output) -> Result<i32> {
         } else {
             let name = path.display().to_string();
             out.block(|w| {
-                render::findings(w, &profile, &report)
-                    .and_then(|()| render::summary(w, &name, &report))
+                let repeated = render::new_findings(w, &profile, &report, &mut shown)?;
+                render::summary_with(w, &name, &report, repeated)
             })?;
         }
     }

@@ -238,6 +238,48 @@ pub fn findings(out: &mut dyn Write, profile: &Profile, report: &Report) -> io::
     Ok(())
 }
 
+/// Writes the findings not already in `shown` (a finding in a parent shared by several
+/// profiles is shown once per run) and records them there; returns how many were left out.
+pub fn new_findings(
+    out: &mut dyn Write,
+    profile: &Profile,
+    report: &Report,
+    shown: &mut std::collections::HashSet<String>,
+) -> io::Result<usize> {
+    let mut repeated = 0;
+    for f in &report.findings {
+        let identity = match &f.at {
+            Some(at) => format!("{at}\0{}\0{}", f.rule, f.message),
+            None => format!("{}\0{}\0{}", profile.path.display(), f.rule, f.message),
+        };
+        if !shown.insert(identity) {
+            repeated += 1;
+            continue;
+        }
+        diagnostic(out, &finding(profile, f))?;
+        writeln!(out)?;
+    }
+    Ok(repeated)
+}
+
+/// The one-line summary after a profile's findings; `repeated` of them were shown above for
+/// another profile (a shared parent's).
+pub fn summary_with(
+    out: &mut dyn Write,
+    name: &str,
+    report: &Report,
+    repeated: usize,
+) -> io::Result<()> {
+    summary(out, name, report)?;
+    if repeated > 0 {
+        writeln!(
+            out,
+            "  ({repeated} of them shown above, in a file an earlier profile shares)"
+        )?;
+    }
+    Ok(())
+}
+
 /// The one-line summary after a profile's findings.
 pub fn summary(out: &mut dyn Write, name: &str, report: &Report) -> io::Result<()> {
     let (e, w, i) = (
