@@ -198,7 +198,7 @@ fn explain_shows_the_live_value_and_the_sources() {
         "{}",
         run.stdout
     );
-    assert_eq!(lines[1].trim(), "current: 45", "{}", run.stdout);
+    assert_eq!(lines[1].trim(), "current value: 45", "{}", run.stdout);
     assert!(
         run.stdout
             .contains("sources: ip-sysctl.rst#tcp_fin_timeout; "),

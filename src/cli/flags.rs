@@ -48,6 +48,7 @@ pub struct DiffFlags {
 
 /// Options every command accepts.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// Sysctl root to read and write (a fake tree in tests).
     #[arg(long, global = true, env = "SYSPROF_ROOT", default_value = PROC_SYS, value_name = "DIR")]
@@ -144,6 +145,7 @@ pub enum Command {
         flags: DiffFlags,
     },
     /// Validate, snapshot, write all-or-nothing, read back, persist.
+    #[command(after_help = APPLY_EXAMPLES)]
     Apply {
         /// Profile file, or a plan saved by `sysprof diff PROFILE --out FILE`.
         profile: PathBuf,
@@ -318,6 +320,24 @@ pub fn parse(args: Vec<std::ffi::OsString>) -> Result<Cli, clap::Error> {
     lean::parse::<Cli, Global, Command>(args)
 }
 
+/// Examples under `sysprof apply --help`.
+const APPLY_EXAMPLES: &str = "\
+Examples:
+  # apply and persist; undo with `sysprof rollback`
+  sysprof apply profiles/datacenter-client.yaml
+  # show what would change, change nothing
+  sysprof apply web.yaml --dry-run
+  # roll back by itself if a health gate trips within 10 minutes
+  sysprof apply web.yaml --watch 10m
+  # roll back unless `sysprof confirm` runs within 5 minutes
+  sysprof apply web.yaml --confirm-within 5m
+  # change this host only if its cohort is in the profile's canary stage
+  sysprof apply web.yaml --stage canary
+  # apply exactly a reviewed plan, or nothing (exit 10)
+  sysprof diff web.yaml --out plan.json && sysprof apply plan.json
+  # inside the network namespace `blue`
+  sysprof --netns blue apply web.yaml";
+
 /// Maps a clap error to its exit code (usage errors are 64, help/version 0).
 pub fn usage_exit_code(err: &clap::Error) -> i32 {
     match err.kind() {
@@ -333,6 +353,7 @@ fn duration(raw: &str) -> Result<Duration, String> {
 // Health gate flags shared by `apply --watch` and `health` (no doc comment: see `SafeApply`).
 #[allow(missing_docs)]
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Health gates")]
 pub struct GateArgs {
     /// Add a gate (repeatable): COUNTER:LIMIT=N[:of=COUNTER], LIMIT one of max_increase,
     /// max_rate, max_ratio, max. E.g. TcpExt.ListenOverflows:max_increase=0.
@@ -362,6 +383,7 @@ pub enum WatcherChoice {
 // turns a flattened struct's doc comment into the command's help text, replacing apply's own.
 #[allow(missing_docs)]
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Staged, watched and confirmed apply")]
 pub struct SafeApply {
     /// Apply without persisting, watch the health gates for DURATION, roll back (exit 8) when
     /// one trips; persist only after a healthy window.
