@@ -286,6 +286,15 @@ pub enum Error {
         /// How to fix it, when known.
         help: Option<String>,
     },
+    /// This version of the profile tripped a health gate here before (exit 8): nothing was
+    /// written.
+    #[error("{message}")]
+    TrippedBefore {
+        /// Which version, when, and what tripped.
+        message: String,
+        /// How to go on.
+        help: Option<String>,
+    },
     /// A saved plan that no longer matches the host (exit 10): nothing was written.
     #[error("{message}")]
     PlanStale {
@@ -402,6 +411,7 @@ impl Error {
             }
             Self::Locked { .. } | Self::State { .. } => exit::STATE,
             Self::PlanStale { .. } => exit::PLAN_STALE,
+            Self::TrippedBefore { .. } => exit::GATE_TRIPPED,
             Self::Environment { .. } => exit::ENVIRONMENT,
         }
     }
@@ -411,6 +421,7 @@ impl Error {
         match self {
             Self::Profile { help, .. }
             | Self::PlanStale { help, .. }
+            | Self::TrippedBefore { help, .. }
             | Self::Input { help, .. }
             | Self::State { help, .. }
             | Self::Environment { help, .. } => help.clone(),

@@ -221,14 +221,52 @@ fn the_daemonset_is_privileged_on_the_host_network_and_watches_canary_nodes() {
     let spec = &ds["spec"]["template"]["spec"];
     assert_eq!(spec["hostNetwork"], true);
     assert_eq!(spec["nodeSelector"]["sysprof.io/stage"], "canary");
-    let container = &spec["containers"][0];
-    assert_eq!(container["securityContext"]["privileged"], true);
-    let script = container["args"][0].as_str().unwrap();
+    // The image has no shell: sysprof is the init container's entrypoint, given only args.
+    let init = &spec["initContainers"][0];
+    assert_eq!(init["securityContext"]["privileged"], true);
     assert!(
-        script.contains("apply /etc/sysprof/profiles/node.yaml") && script.contains("--watch"),
-        "{script}"
+        init["command"].is_null(),
+        "the image's entrypoint is sysprof"
     );
-    assert!(container["readinessProbe"].is_object());
+    let args: Vec<&str> = init["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let at = args.iter().position(|a| *a == "apply").unwrap();
+    assert_eq!(args[at + 1], "/etc/sysprof/profiles/node.yaml");
+    assert!(
+        args.contains(&"--watch") && args.contains(&"$(NODE_NAME)"),
+        "{args:?}"
+    );
+    for container in spec["containers"].as_array().unwrap() {
+        let image = container["image"].as_str().unwrap();
+        assert!(
+            !image.contains("sysprof"),
+            "only the init container runs sysprof: {image}"
+        );
+    }
+    // The args work as given: a dry run of them on a fake tree.
+    let sb = Sandbox::fake(&[
+        ("net.core.somaxconn", "4096"),
+        ("net.ipv4.tcp_max_syn_backlog", "1024"),
+    ]);
+    let mut dry: Vec<&str> = args
+        .iter()
+        .map(|a| if *a == "$(NODE_NAME)" { "node-1" } else { a })
+        .collect();
+    dry.retain(|a| *a != "/etc/sysprof/profiles/node.yaml");
+    // The sandbox gives its own --color.
+    let color = dry.iter().position(|a| *a == "--color").unwrap();
+    dry.drain(color..color + 2);
+    let config = docs.iter().find(|d| d["kind"] == "ConfigMap").unwrap();
+    let node = sb.file("node.yaml", config["data"]["node.yaml"].as_str().unwrap());
+    let node = node.display().to_string();
+    dry.insert(at - 1, &node);
+    dry.push("--dry-run");
+    let run = sb.run(&dry).expect(0);
+    assert!(run.stdout.contains("net.core.somaxconn"), "{}", run.stdout);
 
     let config = docs.iter().find(|d| d["kind"] == "ConfigMap").unwrap();
     let sb = Sandbox::fake(&[]);

@@ -178,6 +178,45 @@ fn a_tripped_gate_rolls_the_watched_apply_back_and_exits_8() {
         .map(|e| e["record"]["kind"].as_str().unwrap())
         .collect();
     assert_eq!(kinds, ["apply", "rollback"]);
+
+    // A retry of the same version (a restarted pod, a rerun play) is refused at once: exit 8,
+    // nothing written, the trip named.
+    let again = sb.run(&["apply", p.to_str().unwrap(), "--watch", "30s"]);
+    let again = again.expect(exit::GATE_TRIPPED);
+    assert!(
+        again
+            .stderr
+            .contains("this version of profile listen-queue")
+            && again.stderr.contains("tripped a health gate on this host")
+            && again.stderr.contains("TcpExt.ListenOverflows rose by")
+            && again.stderr.contains("--retry-tripped"),
+        "{}",
+        again.stderr
+    );
+    let plain = sb.run(&["apply", p.to_str().unwrap()]);
+    plain.expect(exit::GATE_TRIPPED);
+    assert_eq!(
+        (
+            ns.read("net.ipv4.tcp_fin_timeout"),
+            ns.read("net.core.somaxconn")
+        ),
+        before,
+        "a refused retry writes nothing"
+    );
+    let history = sb.run(&["history", "--format", "json"]).expect(0).json();
+    assert_eq!(history["entries"].as_array().unwrap().len(), 2);
+    // On purpose it goes through (no watch: nothing burst-triggers now), and so does a new
+    // version of the profile.
+    sb.run(&["apply", p.to_str().unwrap(), "--retry-tripped"])
+        .expect(0);
+    assert_eq!(ns.read("net.ipv4.tcp_fin_timeout").trim(), "25");
+    sb.run(&["rollback"]).expect(0);
+    let fixed = sb.file(
+        "p.yaml",
+        &PROFILE.replace("somaxconn: 8192", "somaxconn: 8191"),
+    );
+    sb.run(&["apply", fixed.to_str().unwrap()]).expect(0);
+    assert_eq!(ns.read("net.core.somaxconn").trim(), "8191");
 }
 
 /// Off a terminal (a CI log, journald) a long watch writes a line with the gate values per

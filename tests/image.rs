@@ -115,7 +115,7 @@ fn yaml_docs(path: &Path) -> Vec<serde_json::Value> {
 fn daemonset_image() -> String {
     let docs = yaml_docs(&repo().join("examples/kubernetes/node-daemonset.yaml"));
     let ds = docs.iter().find(|d| d["kind"] == "DaemonSet").unwrap();
-    ds["spec"]["template"]["spec"]["containers"][0]["image"]
+    ds["spec"]["template"]["spec"]["initContainers"][0]["image"]
         .as_str()
         .unwrap()
         .to_owned()

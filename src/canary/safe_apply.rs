@@ -15,6 +15,7 @@ use std::time::Duration;
 use crate::canary::cohort;
 use crate::canary::confirm::{self, Confirmed, Enforced, Mode, Pending, Reason, Request, Started};
 use crate::canary::health::{self, Progress, Sources, Verdict};
+use crate::canary::tripped;
 use crate::canary::watcher::Owner;
 use crate::change::apply::{self, Outcome, Persist};
 use crate::change::context::Context;
@@ -66,6 +67,8 @@ pub struct Policy {
     pub allow_irreversible: bool,
     /// A saved plan the change must equal exactly (`apply PLAN.json`).
     pub plan: Option<SavedPlan>,
+    /// Apply a profile version whose watch tripped here before (refused by default).
+    pub retry_tripped: bool,
     /// The arguments that rebuild this context in the watcher (global flags).
     pub watcher_args: Vec<OsString>,
     /// Whether the watcher may run outside this process's network namespace (systemd-run);
@@ -186,6 +189,9 @@ pub fn apply(
     }
     if !policy.dry_run {
         refuse_if_pending(ctx)?;
+        if !policy.retry_tripped {
+            tripped::refuse(ctx, profile)?;
+        }
     }
     let watch = policy.watch.or(placed.as_ref().and_then(|p| p.stage.watch));
     let applied = match (watch, policy.confirm_within) {
@@ -312,12 +318,13 @@ fn guarded(
         window,
         gates: spec.gates.len(),
     };
-    conclude(ctx, policy, committed, watched, &pending)
+    conclude(ctx, profile, policy, committed, watched, &pending)
 }
 
 /// After the window: roll back when a gate tripped; else persist or hand over to a person.
 fn conclude(
     ctx: &Context,
+    profile: &Profile,
     policy: &Policy,
     committed: Committed,
     watched: Watched,
@@ -335,6 +342,13 @@ fn conclude(
             Enforced::Reverted { rollback, .. } => rollback,
             _ => None,
         };
+        let gates = watched
+            .verdict
+            .tripped()
+            .iter()
+            .map(|c| c.describe())
+            .collect();
+        tripped::record(ctx, profile, gates)?;
         return Ok(Applied::Tripped {
             committed,
             watched,

@@ -411,6 +411,11 @@ pub struct SafeApply {
     /// kernel.yama.ptrace_scope=3, …): rollback could not restore them.
     #[arg(long)]
     pub allow_irreversible: bool,
+    /// Apply a profile version whose watch tripped a health gate on this host before. By
+    /// default that is refused (exit 8, nothing written), so a retry loop (a restarted pod, a
+    /// rerun play) does not re-apply a change that just failed.
+    #[arg(long)]
+    pub retry_tripped: bool,
     /// During a watch, write a progress line with every gate's value each DURATION (default:
     /// 1m off a terminal; on a terminal one line is redrawn at every sample).
     #[arg(long, value_name = "DURATION", value_parser = duration)]

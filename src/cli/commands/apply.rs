@@ -82,6 +82,7 @@ fn policy(s: &Settings, safe: &SafeApply, dry_run: bool) -> Result<Policy> {
         keep_released: safe.keep_released,
         allow_irreversible: safe.allow_irreversible,
         plan: None,
+        retry_tripped: safe.retry_tripped,
         watcher_args: s.watcher_args()?,
         watcher_can_leave: s.watcher_can_leave(),
     })

@@ -26,9 +26,7 @@ pub fn run(s: &Settings, paths: &[PathBuf], out: &mut Output) -> Result<i32> {
             Ok(p) => p,
             Err(e) => {
                 out.diag(|w| render::error(w, &e))?;
-                results.push(
-                    serde_json::json!({ "profile": path, "valid": false, "error": e.to_string() }),
-                );
+                results.push(unloadable(path, &e));
                 code = code.max(e.exit_code());
                 continue;
             }
@@ -53,4 +51,9 @@ pub fn run(s: &Settings, paths: &[PathBuf], out: &mut Output) -> Result<i32> {
         out.emit(&serde_json::json!({ "ok": code == exit::OK, "profiles": results }))?;
     }
     Ok(code)
+}
+
+/// The JSON entry of a profile that could not be loaded.
+fn unloadable(path: &std::path::Path, e: &crate::error::Error) -> serde_json::Value {
+    serde_json::json!({ "profile": path, "valid": false, "error": e.to_string() })
 }
