@@ -1070,3 +1070,33 @@ fn a_shared_parent_s_findings_are_shown_once_per_run() {
         assert!(rules.contains(&"recommended-bounds"), "{profile}");
     }
 }
+
+/// A pod profile gets one error per key a pod cannot set (`pod-not-namespaced`, with the pod's
+/// remedy), not that plus the generic namespace finding for the same key.
+#[test]
+fn a_pod_key_a_pod_cannot_set_is_one_error_not_two() {
+    let sb = Sandbox::host_readonly();
+    let pod = sb.file(
+        "pod.yaml",
+        "version: 1\nname: pod\ncontext: {kubernetes_pod: true}\nsysctls:\n  vm.swappiness: 10\n  net.ipv4.tcp_fin_timeout: 30\n",
+    );
+    let run = sb.run(&[
+        "k8s",
+        "pod-sysctls",
+        "--k8s",
+        "1.29",
+        pod.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
+    let json = run.json();
+    let rules: Vec<(&str, &str)> = json["findings"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{json}"))
+        .iter()
+        .filter(|f| f["severity"] == "error")
+        .map(|f| (f["key"].as_str().unwrap(), f["rule"].as_str().unwrap()))
+        .collect();
+    assert_eq!(rules, [("vm.swappiness", "pod-not-namespaced")], "{json}");
+}

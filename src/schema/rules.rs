@@ -610,7 +610,8 @@ fn lvs_dr_arp(view: &View, out: &mut Vec<Finding>) {
 }
 
 fn netns_writability(view: &View, out: &mut Vec<Finding>) {
-    if !view.target.child_netns {
+    // A pod profile gets `pod-not-namespaced` for the same keys, with the pod's remedy.
+    if !view.target.child_netns || view.profile.fact("kubernetes_pod") {
         return;
     }
     for setting in view.profile.settings.values() {
