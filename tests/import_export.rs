@@ -476,3 +476,70 @@ fn status_names_keys_another_writer_changed_since_the_last_apply() {
     assert_eq!(json["drift"][0]["key"], "net.ipv4.tcp_fin_timeout");
     assert_eq!(json["drift"].as_array().unwrap().len(), 1);
 }
+
+/// sysctl.d has no inline comments: `30 # shorter` reaches the kernel whole. The import says
+/// so for each such line; after numbers it imports what the kernel keeps (its number parser
+/// stops before the `#`, checked here against the kernel itself), any other value as written.
+/// Text values keep their spaces and validate.
+#[test]
+fn inline_comments_are_reported_and_imported_as_the_kernel_reads_them() {
+    let Some(ns) = Netns::create() else { return };
+    let sb = Sandbox::netns(&ns);
+    let conf = sb.file(
+        "inline.conf",
+        "net.ipv4.tcp_fin_timeout = 31 # shorter than the default\nnet.ipv4.ip_local_port_range = 20000 40001 ; wide\nkernel.core_pattern = |/usr/lib/systemd/systemd-coredump %P %u # pipe\n",
+    );
+    let run = sb.run(&["import", conf.to_str().unwrap()]).expect(0);
+    for (line, outcome) in [
+        (1, "so this imports net.ipv4.tcp_fin_timeout = 31"),
+        (
+            2,
+            "so this imports net.ipv4.ip_local_port_range = 20000 40001",
+        ),
+        (
+            3,
+            "so kernel.core_pattern is imported as \"|/usr/lib/systemd/systemd-coredump %P %u # pipe\"",
+        ),
+    ] {
+        let note = run
+            .stderr
+            .lines()
+            .find(|l| l.contains(&format!("inline.conf:{line}:")))
+            .unwrap_or_else(|| panic!("no note for line {line}: {}", run.stderr));
+        assert!(
+            note.contains("is not a comment in sysctl.d") && note.contains(outcome),
+            "{note}"
+        );
+    }
+    let profile = sb.file("inline.yaml", &run.stdout);
+    let loaded = Profile::load(&profile).unwrap();
+    assert_eq!(
+        setting(&loaded, "net.ipv4.tcp_fin_timeout")
+            .value
+            .to_string(),
+        "31"
+    );
+    assert_eq!(
+        setting(&loaded, "kernel.core_pattern").value.to_string(),
+        "|/usr/lib/systemd/systemd-coredump %P %u # pipe"
+    );
+    // What the kernel makes of the same text, written the way sysctl -p writes it.
+    sysctl_p(
+        &ns,
+        &[sb.file("numbers.conf", "net.ipv4.tcp_fin_timeout = 31 # shorter than the default\nnet.ipv4.ip_local_port_range = 20000 40001 ; wide\n")
+            .as_path()],
+    );
+    assert_eq!(ns.read("net.ipv4.tcp_fin_timeout").trim(), "31");
+    assert_eq!(
+        ns.read("net.ipv4.ip_local_port_range").trim(),
+        "20000\t40001"
+    );
+    // The text value is valid for kernel.core_pattern (validation only: it is global).
+    let valid = sb.run(&["validate", "--kernel", "6.1", profile.to_str().unwrap()]);
+    assert!(
+        !valid.stdout.contains("value-shape"),
+        "{}\n{}",
+        valid.stdout,
+        valid.stderr
+    );
+}

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use crate::adopt::emit::{self, Header, Item};
 use crate::adopt::export::{self, Export, Filter};
-use crate::adopt::import::Options;
+use crate::adopt::import::{Entry, Options};
 use crate::error::Result;
 use crate::kernel::SysctlTree;
 use crate::schema::Schema;
@@ -30,7 +30,8 @@ pub fn imported(
     schema: &Schema,
     name: &str,
 ) -> Result<Adopted> {
-    let resolved = Options::read(files)?.resolve(tree);
+    let options = Options::read(files)?;
+    let resolved = options.resolve(tree);
     let items: Vec<Item> = resolved
         .settings
         .iter()
@@ -58,6 +59,12 @@ pub fn imported(
         let at = i.source.as_deref().unwrap_or("");
         format!("{at}: {} does not exist here; {what}", i.key)
     }));
+    notes.extend(
+        options
+            .entries()
+            .iter()
+            .filter_map(Entry::inline_comment_note),
+    );
     notes.extend(unknown_to_schema(schema, &items));
     let header = Header {
         name: name.to_owned(),

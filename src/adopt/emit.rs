@@ -105,7 +105,8 @@ fn write_key(out: &mut String, key: &SysctlKey) {
     }
 }
 
-/// A value as YAML: a plain integer, a quoted string, or a flow list of those.
+/// A value as YAML: a plain integer, a flow list of integers, or the text as one quoted string
+/// (`"|/usr/lib/systemd/systemd-coredump %P %u"` keeps its spaces).
 fn write_value(out: &mut String, value: &Value) {
     let token = |out: &mut String, t: &str| match parse_decimal(t) {
         Some(_) => out.push_str(t),
@@ -114,6 +115,9 @@ fn write_value(out: &mut String, value: &Value) {
     match value.tokens() {
         [] => out.push_str("\"\""),
         [one] => token(out, one),
+        many if many.iter().any(|t| parse_decimal(t).is_none()) => {
+            out.push_str(&quote(value.text()));
+        }
         many => {
             out.push('[');
             for (i, t) in many.iter().enumerate() {

@@ -64,6 +64,70 @@ pub struct Entry {
     pub optional: bool,
     /// Where it is written.
     pub at: Origin,
+    /// Text after the value that looks like a comment (` # …`, ` ; …`): sysctl.d has none
+    /// there, so the kernel is given it too.
+    pub inline_comment: Option<InlineComment>,
+}
+
+/// A `# …` or `; …` after a value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InlineComment {
+    /// The text from the `#` or `;` on.
+    pub text: String,
+    /// Whether it was left out of the value: only after numbers, which the kernel's number
+    /// parsers read up to it (`30 # shorter` sets 30); any other value keeps the whole text,
+    /// as the kernel would get it.
+    pub stripped: bool,
+}
+
+impl Entry {
+    /// The note an inline comment deserves, if the entry has one.
+    pub fn inline_comment_note(&self) -> Option<String> {
+        let comment = self.inline_comment.as_ref()?;
+        let value = self.value.as_deref().unwrap_or_default();
+        let outcome = match comment.stripped {
+            true => format!(
+                "the kernel's number parser stops before it, so this imports {} = {value}",
+                self.name
+            ),
+            false => format!(
+                "the kernel gets the whole text, so {} is imported as \"{value}\"",
+                self.name
+            ),
+        };
+        Some(format!(
+            "{}: `{}` after the value is not a comment in sysctl.d (systemd-sysctl and `sysctl -p` pass it on); {outcome}: put the comment on a line of its own",
+            self.at, comment.text
+        ))
+    }
+}
+
+/// Splits `value` at a `#` or `;` that follows whitespace: (value, the comment), the comment
+/// stripped from the value only when all before it are numbers.
+fn split_inline_comment(value: &str) -> (&str, Option<InlineComment>) {
+    let bytes = value.as_bytes();
+    let at = (1..bytes.len())
+        .find(|&i| matches!(bytes[i], b'#' | b';') && bytes[i - 1].is_ascii_whitespace());
+    let Some(at) = at else {
+        return (value, None);
+    };
+    let before = value[..at].trim_end();
+    let numeric = before.split_whitespace().all(|t| {
+        t.strip_prefix('-')
+            .unwrap_or(t)
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            && !t.is_empty()
+            && t != "-"
+    });
+    let comment = InlineComment {
+        text: value[at..].to_owned(),
+        stripped: numeric,
+    };
+    match numeric {
+        true => (before, Some(comment)),
+        false => (value, Some(comment)),
+    }
 }
 
 /// Parses the text of one file. Malformed lines are errors naming `file:line:col`.
@@ -103,6 +167,10 @@ fn parse_line(line: &str, at: Origin, col: usize) -> Result<Entry> {
         None => (false, key_text),
     };
     let name = parse_name(key_text).map_err(|e| line_error(&at, col, e.to_string(), None))?;
+    let (value, inline_comment) = match value.map(split_inline_comment) {
+        Some((value, comment)) => (Some(value), comment),
+        None => (None, None),
+    };
     if let Some(value) = value {
         check_value(&name, value, &at, col)?;
     }
@@ -111,6 +179,7 @@ fn parse_line(line: &str, at: Origin, col: usize) -> Result<Entry> {
         value: value.map(str::to_owned),
         optional,
         at,
+        inline_comment,
     })
 }
 

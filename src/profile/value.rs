@@ -74,6 +74,11 @@ impl Value {
         self.tokens.get(index).and_then(|t| parse_decimal(t))
     }
 
+    /// The value's text as given (trimmed), spaces inside kept.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
     /// The text written to the kernel, newline-terminated: numbers separated by tabs (as the
     /// kernel prints tuples), a string exactly as given.
     pub fn to_kernel_text(&self) -> String {

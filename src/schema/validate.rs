@@ -288,12 +288,28 @@ pub fn check_shape(spec: &KeySpec, value: &Value) -> Result<(), String> {
                 value = value.to_string()
             )),
         },
+        Shape::String if takes_any_text(spec) => match value.to_string().contains('\n') {
+            false => Ok(()),
+            true => Err("expected one line of text".into()),
+        },
         Shape::String => match tokens {
             [_] => Ok(()),
             _ => Err(format!("expected one word, got {:?}", value.to_string())),
         },
         Shape::WordList => Ok(()),
     }
+}
+
+/// Whether a string key's handler stores the text as written, spaces included (the generic
+/// string handlers: `kernel.core_pattern = |/usr/lib/systemd/systemd-coredump %P %u`); the
+/// others parse a name and take one word.
+fn takes_any_text(spec: &KeySpec) -> bool {
+    const TEXT_HANDLERS: &[&str] = &[
+        "proc_dostring",
+        "proc_dostring_coredump",
+        "proc_do_uts_string",
+    ];
+    spec.handler.is_some_and(|h| TEXT_HANDLERS.contains(&h))
 }
 
 fn shape_help(spec: &KeySpec) -> Option<String> {
