@@ -477,64 +477,84 @@ fn status_names_keys_another_writer_changed_since_the_last_apply() {
     assert_eq!(json["drift"].as_array().unwrap().len(), 1);
 }
 
-/// sysctl.d has no inline comments: `30 # shorter` reaches the kernel whole. The import says
-/// so for each such line; after numbers it imports what the kernel keeps (its number parser
-/// stops before the `#`, checked here against the kernel itself), any other value as written.
-/// Text values keep their spaces and validate.
+/// sysctl.d has no inline comments: `31 # shorter` reaches the kernel whole. The import warns
+/// for each such line (`warning[inline-comment]`, FILE:LINE) and imports the value without the
+/// comment; for numbers that is what the kernel keeps anyway (its number parser stops before
+/// the `#`, checked here against the kernel itself through `sysctl -p`), for text it is what
+/// the author meant. Text values keep their spaces and validate.
 #[test]
-fn inline_comments_are_reported_and_imported_as_the_kernel_reads_them() {
+fn inline_comments_are_warned_about_and_left_out_of_the_value() {
     let Some(ns) = Netns::create() else { return };
     let sb = Sandbox::netns(&ns);
-    let conf = sb.file(
-        "inline.conf",
-        "net.ipv4.tcp_fin_timeout = 31 # shorter than the default\nnet.ipv4.ip_local_port_range = 20000 40001 ; wide\nkernel.core_pattern = |/usr/lib/systemd/systemd-coredump %P %u # pipe\n",
-    );
+    let numbers = "net.ipv4.tcp_fin_timeout = 31 # shorter than the default\nnet.ipv4.ip_local_port_range = 20000 40001 ; wide\n";
+    let text = "kernel.core_pattern = |/usr/lib/systemd/systemd-coredump %P %u # pipe\nnet.ipv4.tcp_congestion_control = reno # the safe one\n";
+    let conf = sb.file("inline.conf", &format!("{numbers}{text}"));
     let run = sb.run(&["import", conf.to_str().unwrap()]).expect(0);
-    for (line, outcome) in [
-        (1, "so this imports net.ipv4.tcp_fin_timeout = 31"),
+    for (line, written, imported) in [
+        (
+            1,
+            "31 # shorter than the default",
+            "net.ipv4.tcp_fin_timeout = 31,",
+        ),
         (
             2,
-            "so this imports net.ipv4.ip_local_port_range = 20000 40001",
+            "20000 40001 ; wide",
+            "net.ipv4.ip_local_port_range = 20000 40001,",
         ),
         (
             3,
-            "so kernel.core_pattern is imported as \"|/usr/lib/systemd/systemd-coredump %P %u # pipe\"",
+            "|/usr/lib/systemd/systemd-coredump %P %u # pipe",
+            "kernel.core_pattern = |/usr/lib/systemd/systemd-coredump %P %u,",
+        ),
+        (
+            4,
+            "reno # the safe one",
+            "net.ipv4.tcp_congestion_control = reno,",
         ),
     ] {
-        let note = run
+        let warning = run
             .stderr
             .lines()
             .find(|l| l.contains(&format!("inline.conf:{line}:")))
-            .unwrap_or_else(|| panic!("no note for line {line}: {}", run.stderr));
+            .unwrap_or_else(|| panic!("no warning for line {line}: {}", run.stderr));
         assert!(
-            note.contains("is not a comment in sysctl.d") && note.contains(outcome),
-            "{note}"
+            warning.starts_with("warning[inline-comment]: ")
+                && warning.contains(&format!("write {written:?} to the kernel"))
+                && warning.contains(&format!("imported as {imported} without the comment")),
+            "{warning}"
         );
     }
     let profile = sb.file("inline.yaml", &run.stdout);
     let loaded = Profile::load(&profile).unwrap();
+    let value = |key: &str| setting(&loaded, key).value.to_string();
+    assert_eq!(value("net.ipv4.tcp_fin_timeout"), "31");
+    assert_eq!(value("net.ipv4.tcp_congestion_control"), "reno");
     assert_eq!(
-        setting(&loaded, "net.ipv4.tcp_fin_timeout")
-            .value
-            .to_string(),
-        "31"
+        value("kernel.core_pattern"),
+        "|/usr/lib/systemd/systemd-coredump %P %u"
     );
-    assert_eq!(
-        setting(&loaded, "kernel.core_pattern").value.to_string(),
-        "|/usr/lib/systemd/systemd-coredump %P %u # pipe"
-    );
-    // What the kernel makes of the same text, written the way sysctl -p writes it.
-    sysctl_p(
-        &ns,
-        &[sb.file("numbers.conf", "net.ipv4.tcp_fin_timeout = 31 # shorter than the default\nnet.ipv4.ip_local_port_range = 20000 40001 ; wide\n")
-            .as_path()],
-    );
+    // What the kernel makes of the numbers as sysctl -p writes them: the imported values.
+    sysctl_p(&ns, &[sb.file("numbers.conf", numbers).as_path()]);
     assert_eq!(ns.read("net.ipv4.tcp_fin_timeout").trim(), "31");
     assert_eq!(
         ns.read("net.ipv4.ip_local_port_range").trim(),
         "20000\t40001"
     );
-    // The text value is valid for kernel.core_pattern (validation only: it is global).
+    // And of a name with the comment in it: refused.
+    let named = sb.file(
+        "named.conf",
+        "net.ipv4.tcp_congestion_control = reno # the safe one\n",
+    );
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns.name, "sysctl", "-p"])
+        .arg(&named)
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "the kernel took a name with a comment"
+    );
+    // The imported profile validates (core_pattern's text with spaces included) and applies.
     let valid = sb.run(&["validate", "--kernel", "6.1", profile.to_str().unwrap()]);
     assert!(
         !valid.stdout.contains("value-shape"),

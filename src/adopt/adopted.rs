@@ -20,6 +20,8 @@ pub struct Adopted {
     pub items: Vec<Item>,
     /// What the operator should know (one line each).
     pub notes: Vec<String>,
+    /// What was imported differently from how `sysctl -p` reads it: (rule id, message).
+    pub warnings: Vec<(&'static str, String)>,
 }
 
 /// A profile from sysctl.d files, read in order (later files win), globs expanded against
@@ -59,12 +61,6 @@ pub fn imported(
         let at = i.source.as_deref().unwrap_or("");
         format!("{at}: {} does not exist here; {what}", i.key)
     }));
-    notes.extend(
-        options
-            .entries()
-            .iter()
-            .filter_map(Entry::inline_comment_note),
-    );
     notes.extend(unknown_to_schema(schema, &items));
     let header = Header {
         name: name.to_owned(),
@@ -77,7 +73,18 @@ pub fn imported(
             .collect(),
     };
     let text = emit::profile(&header, &items);
-    Ok(Adopted { text, items, notes })
+    let warnings = options
+        .entries()
+        .iter()
+        .filter_map(Entry::inline_comment_warning)
+        .map(|w| ("inline-comment", w))
+        .collect();
+    Ok(Adopted {
+        text,
+        items,
+        notes,
+        warnings,
+    })
 }
 
 /// A profile of the running values under `filter`; `scope` is the prefix as the user wrote it,
@@ -135,6 +142,7 @@ pub fn exported(
         text,
         items: found.items.clone(),
         notes,
+        warnings: Vec::new(),
     };
     Ok((adopted, found))
 }

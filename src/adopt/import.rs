@@ -17,7 +17,7 @@ use crate::adopt::glob::{Glob, expand, is_glob};
 use crate::error::{Error, Result};
 use crate::kernel::SysctlTree;
 use crate::profile::key::SysctlKey;
-use crate::profile::value::{Value, is_ambiguous_number};
+use crate::profile::value::{Value, is_ambiguous_number, parse_decimal};
 use crate::profile::{Location, MAX_PROFILE_BYTES};
 
 /// Where a line comes from: `file:line`.
@@ -72,38 +72,33 @@ pub struct Entry {
 /// A `# …` or `; …` after a value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InlineComment {
-    /// The text from the `#` or `;` on.
+    /// The text from the `#` or `;` on (left out of the imported value).
     pub text: String,
-    /// Whether it was left out of the value: only after numbers, which the kernel's number
-    /// parsers read up to it (`30 # shorter` sets 30); any other value keeps the whole text,
-    /// as the kernel would get it.
-    pub stripped: bool,
+    /// Whether the value is numbers, which the kernel's number parsers read up to the comment
+    /// (`31 # shorter` sets 31); any other value reaches the kernel with the comment in it.
+    pub after_numbers: bool,
 }
 
 impl Entry {
-    /// The note an inline comment deserves, if the entry has one.
-    pub fn inline_comment_note(&self) -> Option<String> {
+    /// The warning an inline comment deserves, if the entry has one.
+    pub fn inline_comment_warning(&self) -> Option<String> {
         let comment = self.inline_comment.as_ref()?;
         let value = self.value.as_deref().unwrap_or_default();
-        let outcome = match comment.stripped {
-            true => format!(
-                "the kernel's number parser stops before it, so this imports {} = {value}",
-                self.name
-            ),
-            false => format!(
-                "the kernel gets the whole text, so {} is imported as \"{value}\"",
-                self.name
-            ),
+        let written = format!("{value} {}", comment.text);
+        let kernel = match comment.after_numbers {
+            true => "whose number parser stops before the comment: the same value",
+            false => {
+                "which stores or rejects the whole text (a name such as tcp_congestion_control's is refused)"
+            }
         };
         Some(format!(
-            "{}: `{}` after the value is not a comment in sysctl.d (systemd-sysctl and `sysctl -p` pass it on); {outcome}: put the comment on a line of its own",
-            self.at, comment.text
+            "{}: sysctl.d has no inline comments: `sysctl -p` and systemd-sysctl write {written:?} to the kernel, {kernel}; imported as {} = {value}, without the comment: put it on a line of its own",
+            self.at, self.name
         ))
     }
 }
 
-/// Splits `value` at a `#` or `;` that follows whitespace: (value, the comment), the comment
-/// stripped from the value only when all before it are numbers.
+/// Splits `value` at a `#` or `;` that follows whitespace: (the value before it, the comment).
 fn split_inline_comment(value: &str) -> (&str, Option<InlineComment>) {
     let bytes = value.as_bytes();
     let at = (1..bytes.len())
@@ -112,22 +107,14 @@ fn split_inline_comment(value: &str) -> (&str, Option<InlineComment>) {
         return (value, None);
     };
     let before = value[..at].trim_end();
-    let numeric = before.split_whitespace().all(|t| {
-        t.strip_prefix('-')
-            .unwrap_or(t)
-            .bytes()
-            .all(|b| b.is_ascii_digit())
-            && !t.is_empty()
-            && t != "-"
-    });
+    let after_numbers = before
+        .split_whitespace()
+        .all(|t| parse_decimal(t).is_some());
     let comment = InlineComment {
         text: value[at..].to_owned(),
-        stripped: numeric,
+        after_numbers,
     };
-    match numeric {
-        true => (before, Some(comment)),
-        false => (value, Some(comment)),
-    }
+    (before, Some(comment))
 }
 
 /// Parses the text of one file. Malformed lines are errors naming `file:line:col`.

@@ -8,6 +8,7 @@ use crate::adopt::adopted::{self, Adopted};
 use crate::adopt::boot::BootFiles;
 use crate::adopt::emit::Item;
 use crate::cli::output::{Output, stderr_err};
+use crate::cli::render::{self, Diagnostic, Level};
 use crate::cli::settings::Settings;
 use crate::error::{Error, Result, exit};
 
@@ -45,7 +46,12 @@ pub(super) fn finish(
     }
     if out.json() {
         let settings: Vec<serde_json::Value> = adopted.items.iter().map(item_json).collect();
-        let doc = serde_json::json!({ "ok": true, "settings": settings, "notes": adopted.notes, "profile": adopted.text });
+        let warnings: Vec<serde_json::Value> = adopted
+            .warnings
+            .iter()
+            .map(|(rule, message)| serde_json::json!({ "rule": rule, "message": message }))
+            .collect();
+        let doc = serde_json::json!({ "ok": true, "settings": settings, "notes": adopted.notes, "warnings": warnings, "profile": adopted.text });
         if let (Some(all), serde_json::Value::Object(more)) = (doc.as_object(), extra.take()) {
             let mut all = all.clone();
             all.extend(more);
@@ -56,6 +62,14 @@ pub(super) fn finish(
     if output.is_none() {
         out.plain(&adopted.text)?;
     }
+    out.diag(|w| {
+        adopted.warnings.iter().try_for_each(|(rule, message)| {
+            render::diagnostic(
+                w,
+                &Diagnostic::new(Level::Warning, message.as_str()).code(rule),
+            )
+        })
+    })?;
     for note in &adopted.notes {
         writeln!(out.err, "note: {note}").map_err(stderr_err)?;
     }
