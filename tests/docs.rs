@@ -246,3 +246,82 @@ fn readme_documents_these_commands() {
         assert!(readme.contains(needle), "README.md lacks {needle:?}");
     }
 }
+
+/// `schema` filters by prefix (whole components unless the prefix ends mid-word), scope and
+/// word, all at once; `explain` and the table say whether an entry is curated or generated.
+#[test]
+fn schema_filters_and_origins() {
+    let sb = Sandbox::fake(&[]);
+    let keys = |args: &[&str]| -> Vec<(String, String, bool)> {
+        let mut all = vec!["schema", "--format", "json"];
+        all.extend(args);
+        let json = sb.run(&all).expect(0).json();
+        json["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| {
+                (
+                    k["key"].as_str().unwrap().to_owned(),
+                    k["scope"].as_str().unwrap().to_owned(),
+                    k["generated"].as_bool().unwrap_or(false),
+                )
+            })
+            .collect()
+    };
+    let every = keys(&[]);
+    let ipv4 = keys(&["--prefix", "net.ipv4"]);
+    assert!(!ipv4.is_empty() && ipv4.len() < every.len());
+    assert!(
+        ipv4.iter().all(|(k, _, _)| k.starts_with("net.ipv4.")),
+        "{ipv4:?}"
+    );
+    let dirty = keys(&["--prefix", "vm.dirty_"]);
+    assert!(
+        dirty.iter().any(|(k, _, _)| k == "vm.dirty_ratio"),
+        "{dirty:?}"
+    );
+    assert!(dirty.iter().all(|(k, _, _)| k.starts_with("vm.dirty_")));
+    let ipc = keys(&["--scope", "ipc"]);
+    assert!(ipc.iter().any(|(k, _, _)| k == "kernel.shmmax"), "{ipc:?}");
+    assert!(ipc.iter().all(|(_, s, _)| s == "ipc"));
+    let both = keys(&["--search", "CONNTRACK", "--scope", "netns"]);
+    assert!(
+        both.iter()
+            .any(|(k, _, _)| k == "net.netfilter.nf_conntrack_tcp_timeout_established"),
+        "{both:?}"
+    );
+    assert!(both.iter().all(|(_, s, _)| s == "netns"));
+    assert!(every.iter().any(|(_, _, g)| *g) && every.iter().any(|(_, _, g)| !*g));
+
+    let table = sb
+        .run(&["schema", "--prefix", "vm.dirty_"])
+        .expect(0)
+        .stdout;
+    assert!(table.contains("ORIGIN"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("vm.dirty_ratio") && l.contains("curated")),
+        "{table}"
+    );
+    assert!(
+        table.contains(&format!("{} of {} key entries", dirty.len(), every.len())),
+        "{table}"
+    );
+    let bad = sb.run(&["schema", "--scope", "galaxy"]).expect(64);
+    assert!(
+        bad.stderr.contains("one of netns, ro_in_child, init_only"),
+        "{}",
+        bad.stderr
+    );
+
+    let generated = every.iter().find(|(_, _, g)| *g).unwrap();
+    let explained = sb.run(&["explain", &generated.0]).expect(0).stdout;
+    assert!(
+        explained.contains("entry: generated from the kernel's own tables"),
+        "{explained}"
+    );
+    let curated = sb.run(&["explain", "vm.dirty_ratio"]).expect(0).stdout;
+    assert!(curated.contains("entry: curated by hand"), "{curated}");
+}

@@ -46,6 +46,30 @@ pub struct DiffFlags {
     pub out: Option<PathBuf>,
 }
 
+/// `schema`'s filters; all given must match.
+#[derive(Debug, Args)]
+pub struct SchemaFilter {
+    /// Only keys under this prefix (`net.ipv4`, `vm.dirty_`).
+    #[arg(long, value_name = "PREFIX")]
+    pub prefix: Option<String>,
+    /// Only keys of this scope.
+    #[arg(long, value_name = "SCOPE", value_parser = scope_name)]
+    pub scope: Option<crate::schema::Scope>,
+    /// Only keys whose name, caveat or sources contain WORD (any case).
+    #[arg(long, value_name = "WORD")]
+    pub search: Option<String>,
+}
+
+fn scope_name(text: &str) -> Result<crate::schema::Scope, String> {
+    crate::schema::Scope::ALL
+        .into_iter()
+        .find(|s| s.name() == text)
+        .ok_or_else(|| {
+            let names: Vec<&str> = crate::schema::Scope::ALL.iter().map(|s| s.name()).collect();
+            format!("one of {}", names.join(", "))
+        })
+}
+
 /// Options every command accepts.
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Global options")]
@@ -250,6 +274,9 @@ pub enum Command {
         /// Print the JSON Schema of the profile format (for editors).
         #[arg(long)]
         json_schema: bool,
+        /// Which keys to list.
+        #[command(flatten)]
+        filter: SchemaFilter,
     },
     /// Health gates, confirmations, rollout plans and pod sysctls.
     #[command(flatten)]

@@ -138,6 +138,18 @@ pub enum Scope {
 }
 
 impl Scope {
+    /// Every scope.
+    pub const ALL: [Scope; 8] = [
+        Self::Netns,
+        Self::RoInChild,
+        Self::InitOnly,
+        Self::Global,
+        Self::Ipc,
+        Self::Uts,
+        Self::User,
+        Self::Pid,
+    ];
+
     /// The one spelling of the scope everywhere: the schema's, `explain`'s and JSON's
     /// (`netns`, `ro_in_child`, `init_only`, `global`, `ipc`, `uts`, `user`, `pid`).
     pub fn name(self) -> &'static str {

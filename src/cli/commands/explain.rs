@@ -38,6 +38,11 @@ pub fn run(s: &Settings, name: &str, out: &mut Output) -> Result<i32> {
         .ok()
         .and_then(|key| s.tree().ok()?.read(&key).ok());
     value["current"] = current.map(|v| v.to_string()).into();
+    value["origin"] = match spec.generated {
+        true => "generated from the kernel's own tables and documentation (schema/catalogue.yaml)",
+        false => "curated by hand, with its rules and sources (schema/keys.yaml)",
+    }
+    .into();
     value["default_on_target"] = spec
         .default_for(s.target().kernel)
         .map(|v| v.to_string())

@@ -112,7 +112,10 @@ fn adopt_dispatch(s: &Settings, command: &Command, out: &mut Output) -> Result<i
         Command::Metrics(args) => metrics::run(s, args, out),
         Command::Completions { shell } => docs::completions(*shell, out),
         Command::Man { dir } => docs::man(dir.as_deref(), out),
-        Command::Schema { json_schema } => docs::schema(s, *json_schema, out),
+        Command::Schema {
+            json_schema,
+            filter,
+        } => docs::schema(s, *json_schema, filter, out),
         _ => unreachable!("dispatch handles the change commands"),
     }
 }

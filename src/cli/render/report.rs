@@ -10,7 +10,7 @@ use crate::canary::cohort::RolloutPlan;
 use crate::canary::health::{Check, GateStatus};
 use crate::cli::render::{self, BOLD};
 use crate::profile::health::fmt_num;
-use crate::schema::{Schema, Version};
+use crate::schema::{KeySpec, Version};
 
 fn head(cols: &[&str]) -> Vec<(String, Style)> {
     cols.iter().map(|c| (c.to_string(), BOLD)).collect()
@@ -20,10 +20,17 @@ fn plain(text: impl Into<String>) -> (String, Style) {
     (text.into(), Style::new())
 }
 
-/// The key catalogue as a table.
-pub fn schema_table(w: &mut dyn Write, schema: &Schema, kernel: Version) -> io::Result<()> {
-    let mut rows = vec![head(&["KEY", "SHAPE", "DEFAULT", "SCOPE", "CAVEAT"])];
-    for spec in schema.keys {
+/// Key entries of the catalogue as a table (`keys` of `total`).
+pub fn schema_table(
+    w: &mut dyn Write,
+    keys: &[&KeySpec],
+    total: usize,
+    kernel: Version,
+) -> io::Result<()> {
+    let mut rows = vec![head(&[
+        "KEY", "SHAPE", "DEFAULT", "SCOPE", "ORIGIN", "CAVEAT",
+    ])];
+    for spec in keys {
         let default = spec
             .default_for(kernel)
             .map_or("-".into(), |v| v.to_string());
@@ -32,22 +39,32 @@ pub fn schema_table(w: &mut dyn Write, schema: &Schema, kernel: Version) -> io::
             plain(format!("{:?}", spec.shape).to_lowercase()),
             plain(default),
             plain(spec.scope.name().to_owned()),
+            plain(origin(spec)),
             plain(spec.caveat.chars().take(60).collect::<String>()),
         ]);
     }
     render::table(w, &rows)?;
     writeln!(
         w,
-        "\n{} key entries, {} data rules; `sysprof explain KEY` for everything about one",
-        schema.keys.len(),
-        schema.rules.len()
+        "\n{} of {total} key entries; `sysprof explain KEY` for everything about one",
+        keys.len()
     )
+}
+
+/// `curated` (schema/keys.yaml, hand-written with rules and seeds) or `generated` (from the
+/// kernel's tables and docs, schema/catalogue.yaml).
+pub fn origin(spec: &KeySpec) -> &'static str {
+    match spec.generated {
+        true => "generated",
+        false => "curated",
+    }
 }
 
 /// The fields `explain` shows, in order, with the label a person reads (a field not listed
 /// comes after them under its own name).
 const FIELD_LABELS: &[(&str, &str)] = &[
     ("key", "key"),
+    ("origin", "entry"),
     ("id", "rule"),
     ("severity", "severity"),
     ("kind", "kind"),
