@@ -712,15 +712,22 @@ fn profile_cases() -> Vec<ProfileCase> {
                 "at least two components",
             ],
         ),
+        // A glob is a pattern key (sysctl.d(5)); one this broad meets keys that cannot take
+        // its value, each refused at the pattern's line.
         case(
             "glob-key",
             sysctls("  net.ipv4.*: 1\n"),
             3,
             &[
                 "{p}:3:3",
-                "invalid sysctl key \"net.ipv4.*\"",
-                "'*' is not allowed",
+                "error[value-shape]: net.ipv4.ip_local_port_range: expected 2 integer(s)",
             ],
+        ),
+        case(
+            "glob-malformed",
+            sysctls("  net.ipv4..*: 1\n"),
+            3,
+            &["{p}:3:3", "not a valid glob over sysctl keys"],
         ),
         case(
             "shell-in-key",

@@ -198,7 +198,12 @@ fn explain_shows_the_live_value_and_the_sources() {
         "{}",
         run.stdout
     );
-    assert_eq!(lines[1].trim(), "current value: 45", "{}", run.stdout);
+    assert!(
+        lines[1].trim().starts_with("entry: curated"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(lines[2].trim(), "current value: 45", "{}", run.stdout);
     assert!(
         run.stdout
             .contains("sources: ip-sysctl.rst#tcp_fin_timeout; "),

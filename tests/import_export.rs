@@ -255,15 +255,11 @@ fn import_system_follows_systemd_order_masking_and_sysctl_conf_last() {
                 "256",
                 "/etc/sysctl.d/50-default.conf:1"
             ),
+            // The glob stays one pattern key (where its first match sorts).
             expect(
-                "net.ipv4.conf.all.rp_filter",
+                "net.ipv4.conf.*.rp_filter",
                 "2",
-                "/usr/local/lib/sysctl.d/10-local.conf:2 (net.ipv4.conf.*.rp_filter)"
-            ),
-            expect(
-                "net.ipv4.conf.eth0.rp_filter",
-                "2",
-                "/usr/local/lib/sysctl.d/10-local.conf:2 (net.ipv4.conf.*.rp_filter)"
+                "/usr/local/lib/sysctl.d/10-local.conf:2"
             ),
             expect(
                 "net.ipv4.tcp_fin_timeout",
@@ -562,4 +558,44 @@ fn inline_comments_are_warned_about_and_left_out_of_the_value() {
         valid.stdout,
         valid.stderr
     );
+}
+
+/// A glob in a sysctl.d file stays one pattern key in the imported profile (not this host's
+/// interface names), unless a `-key` exclusion keeps it off a key (a profile has no
+/// exclusions: then its keys are written). Applied in a namespace with another interface, the
+/// pattern sets that one too.
+#[test]
+fn imported_globs_stay_patterns_unless_an_exclusion_needs_the_keys() {
+    let Some(ns) = Netns::create() else { return };
+    let sb = Sandbox::netns(&ns);
+    let conf = sb.file(
+        "globs.conf",
+        "net.ipv4.conf.*.rp_filter = 2\nnet.ipv4.conf.lo.rp_filter = 0\nnet.ipv4.conf.*.log_martians = 1\n-net.ipv4.conf.lo.log_martians\n",
+    );
+    let run = sb.run(&["import", conf.to_str().unwrap()]).expect(0);
+    let text = run.stdout;
+    assert!(text.contains("\"net.ipv4.conf.*.rp_filter\":"), "{text}");
+    assert!(!text.contains("net.ipv4.conf.all.rp_filter"), "{text}");
+    assert!(text.contains("net.ipv4.conf.lo.rp_filter:"), "{text}");
+    assert!(
+        text.contains("net.ipv4.conf.all.log_martians:")
+            && !text.contains("net.ipv4.conf.lo.log_martians")
+            && !text.contains("*.log_martians\":"),
+        "{text}"
+    );
+    let profile = sb.file("globs.yaml", &text);
+    let loaded = Profile::load(&profile).unwrap();
+    assert_eq!(loaded.patterns.len(), 1);
+    // An interface the importing host did not have gets the pattern's value on apply.
+    let ok = Command::new("ip")
+        .args(["netns", "exec", &ns.name, "ip", "link", "add", "vx1"])
+        .args(["type", "veth", "peer", "name", "vx2"])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    sb.run(&["apply", profile.to_str().unwrap()]).expect(0);
+    assert_eq!(ns.read("net.ipv4.conf.vx1.rp_filter").trim(), "2");
+    assert_eq!(ns.read("net.ipv4.conf.lo.rp_filter").trim(), "0");
+    assert_eq!(ns.read("net.ipv4.conf.lo.log_martians").trim(), "0");
 }

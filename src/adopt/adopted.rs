@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 use crate::adopt::emit::{self, Header, Item};
 use crate::adopt::export::{self, Export, Filter};
-use crate::adopt::import::{Entry, Options};
+use crate::adopt::glob::Glob;
+use crate::adopt::import::{Entry, Name, Options};
 use crate::error::Result;
 use crate::kernel::SysctlTree;
 use crate::schema::Schema;
@@ -34,18 +35,42 @@ pub fn imported(
 ) -> Result<Adopted> {
     let options = Options::read(files)?;
     let resolved = options.resolve(tree);
+    // A glob stays one pattern key (written where its first match falls), so the profile
+    // does not freeze this host's interface names; the keys it matches here are checked.
+    // A glob that a `-key` exclusion keeps off one of its keys is written as the keys it sets
+    // (a profile has no exclusions).
+    let excluded_from = |glob: &str| {
+        Glob::parse(glob).is_ok_and(|g| {
+            resolved.excluded.iter().any(|e| match &e.name {
+                Name::Key(key) => g.matches(key),
+                Name::Glob(_) => false,
+            })
+        })
+    };
+    let mut seen_globs = std::collections::HashSet::new();
     let items: Vec<Item> = resolved
         .settings
         .iter()
-        .map(|(key, imported)| Item {
-            key: key.clone(),
-            value: imported.value.clone(),
-            source: Some(match &imported.glob {
-                Some(glob) => format!("{} ({glob})", imported.at),
-                None => imported.at.to_string(),
-            }),
-            reason: None,
-            optional: imported.optional,
+        .filter_map(|(key, imported)| {
+            let pattern = imported.glob.clone().filter(|g| !excluded_from(g));
+            if pattern
+                .as_ref()
+                .is_some_and(|g| !seen_globs.insert(g.clone()))
+            {
+                return None;
+            }
+            let source = match (&imported.glob, &pattern) {
+                (Some(glob), None) => format!("{} ({glob})", imported.at),
+                _ => imported.at.to_string(),
+            };
+            Some(Item {
+                key: key.clone(),
+                value: imported.value.clone(),
+                source: Some(source),
+                reason: None,
+                optional: imported.optional,
+                pattern,
+            })
         })
         .collect();
     let mut notes: Vec<String> = resolved

@@ -24,6 +24,9 @@ pub struct Item {
     pub reason: Option<String>,
     /// Skipped where the key is absent.
     pub optional: bool,
+    /// Written as this pattern key (`net.ipv4.conf.*.rp_filter`) instead of `key`, which is
+    /// then one key it matches.
+    pub pattern: Option<String>,
 }
 
 /// The header of a profile to write.
@@ -70,7 +73,10 @@ pub fn profile(header: &Header, items: &[Item]) -> String {
 fn write_item(out: &mut String, item: &Item) {
     // Written straight into `out` (an export writes every key of the host).
     out.push_str("  ");
-    write_key(out, &item.key);
+    match &item.pattern {
+        Some(pattern) => out.push_str(&quote(pattern)),
+        None => write_key(out, &item.key),
+    }
     if item.source.is_none() && item.reason.is_none() && !item.optional {
         out.push_str(": ");
         write_value(out, &item.value);
@@ -162,6 +168,7 @@ mod tests {
             source: source.map(str::to_owned),
             reason: None,
             optional,
+            pattern: None,
         };
         let items = vec![
             item(

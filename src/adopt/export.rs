@@ -137,6 +137,7 @@ fn take(schema: &Schema, filter: &Filter, path: &[String], found: Found, out: &m
         source: None,
         reason: None,
         optional: false,
+        pattern: None,
     });
 }
 

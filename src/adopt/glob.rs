@@ -1,75 +1,12 @@
-//! Globs over sysctl keys, as sysctl.d(5) allows them: `net.ipv4.conf.*.rp_filter`,
-//! `net/ipv4/conf/eth?/rp_filter`, `[0-3]` classes.
+//! Expanding sysctl.d(5) globs (`profile::pattern::Glob`) against a live tree.
 //!
-//! A [`Glob`] is one glob(3) pattern per path component (never matching across a separator),
-//! split with the same first-separator rule as keys. [`expand`] lists the matching keys of a live
-//! tree through `SysctlTree::list` (read-only, symlinks never followed). Which entries a glob
-//! may set is `import`'s business.
+//! [`expand`] lists the matching keys of a live tree through `SysctlTree::list` (read-only,
+//! symlinks never followed). Which entries a glob may set is `import`'s business, and the
+//! profile's for pattern keys.
 
-use std::fmt;
-
-use crate::error::{Error, Result};
 use crate::kernel::{EntryKind, SysctlTree};
 use crate::profile::key::SysctlKey;
-
-/// Characters that make a key a glob (as systemd's `string_is_glob`).
-pub const GLOB_CHARS: &[char] = &['*', '?', '['];
-
-/// Whether `text` is a glob rather than a key.
-pub fn is_glob(text: &str) -> bool {
-    text.contains(GLOB_CHARS)
-}
-
-/// A glob such as `net.ipv4.conf.*.rp_filter` or `net/ipv4/conf/eth?/rp_filter`: each component
-/// is matched like glob(3) (`*`, `?`, `[a-z]`, `[!x]`) and never across a separator.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Glob {
-    components: Vec<String>,
-}
-
-impl Glob {
-    /// Parses a glob with the first-separator rule of sysctl.d(5).
-    pub fn parse(text: &str) -> Result<Self> {
-        // Validate the shape with the glob characters neutralised, then keep the real components.
-        let neutral: String = text
-            .chars()
-            .map(|c| if "*?[]!^".contains(c) { 'x' } else { c })
-            .collect();
-        let shape = SysctlKey::parse(&neutral).map_err(|_| Error::Key {
-            key: text.to_owned(),
-            reason: "not a valid glob over sysctl keys".into(),
-        })?;
-        let components = crate::profile::key::split_separators(text);
-        debug_assert_eq!(components.len(), shape.components().len());
-        Ok(Self { components })
-    }
-
-    /// The component patterns.
-    pub fn components(&self) -> &[String] {
-        &self.components
-    }
-
-    /// Whether `key` matches.
-    pub fn matches(&self, key: &SysctlKey) -> bool {
-        self.components.len() == key.components().len()
-            && self
-                .components
-                .iter()
-                .zip(key.components())
-                .all(|(p, c)| component_matches(p, c))
-    }
-}
-
-impl fmt::Display for Glob {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let parts: Vec<String> = self
-            .components
-            .iter()
-            .map(|c| c.replace('.', "/"))
-            .collect();
-        f.write_str(&parts.join("."))
-    }
-}
+pub use crate::profile::pattern::{GLOB_CHARS, Glob, component_matches, is_glob};
 
 /// Every key of `tree` matching `glob`, in path order.
 pub fn expand(glob: &Glob, tree: &SysctlTree) -> Vec<SysctlKey> {
@@ -104,112 +41,12 @@ fn walk_glob(tree: &SysctlTree, rest: &[String], dir: &mut Vec<String>, out: &mu
     }
 }
 
-/// glob(3)-style match of one path component: `*`, `?`, `[set]`, `[!set]`, `[a-z]`.
-pub fn component_matches(pattern: &str, name: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let n: Vec<char> = name.chars().collect();
-    matches_from(&p, &n)
-}
-
-/// Matches left to right, backtracking only to the last `*` seen: O(pattern × name), where
-/// retrying every split at every `*` was exponential (`*a*a*a…b` hung on a 40-character name).
-fn matches_from(p: &[char], n: &[char]) -> bool {
-    let (mut pi, mut ni) = (0, 0);
-    // After the last `*`: where the pattern resumes, and where the star's match ends.
-    let mut star: Option<(usize, usize)> = None;
-    loop {
-        if p.get(pi) == Some(&'*') {
-            pi += 1;
-            star = Some((pi, ni));
-            continue;
-        }
-        let step = n.get(ni).and_then(|&c| single(&p[pi..], c));
-        match (step, star) {
-            (Some(len), _) => (pi, ni) = (pi + len, ni + 1),
-            (None, _) if ni == n.len() && pi == p.len() => return true,
-            (None, Some((resume, end))) if end < n.len() => {
-                star = Some((resume, end + 1));
-                (pi, ni) = (resume, end + 1);
-            }
-            (None, _) => return false,
-        }
-    }
-}
-
-/// How many pattern characters at the start of `p` match the one character `c`; `None` when
-/// they do not, or when `p` is empty or starts with `*`.
-fn single(p: &[char], c: char) -> Option<usize> {
-    match p.first()? {
-        '*' => None,
-        '?' => Some(1),
-        '[' => match class(&p[1..]) {
-            Some((set, len)) => set(c).then_some(1 + len),
-            None => (c == '[').then_some(1),
-        },
-        &literal => (literal == c).then_some(1),
-    }
-}
-
-/// Parses a bracket class after `[`: a predicate and how many pattern chars it used (with `]`).
-fn class(p: &[char]) -> Option<(impl Fn(char) -> bool, usize)> {
-    let negate = matches!(p.first(), Some('!' | '^'));
-    let start = usize::from(negate);
-    // A `]` right after `[` or `[!` is a literal member.
-    let close = p
-        .iter()
-        .enumerate()
-        .skip(start + 1)
-        .find(|(_, c)| **c == ']')
-        .map(|(i, _)| i)?;
-    let members: Vec<char> = p[start..close].to_vec();
-    let test = move |c: char| {
-        let mut hit = false;
-        let mut i = 0;
-        while i < members.len() {
-            if i + 2 < members.len() && members[i + 1] == '-' {
-                hit |= members[i] <= c && c <= members[i + 2];
-                i += 3;
-            } else {
-                hit |= members[i] == c;
-                i += 1;
-            }
-        }
-        hit != negate
-    };
-    Some((test, close + 1))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn key(text: &str) -> SysctlKey {
         SysctlKey::parse(text).unwrap()
-    }
-
-    #[test]
-    fn globs_match_per_component() {
-        for (pattern, name, expected) in [
-            ("*", "eth0", true),
-            ("eth*", "eth0.100", true),
-            ("eth?", "eth10", false),
-            ("eth[0-3]", "eth2", true),
-            ("eth[!0-3]", "eth2", false),
-            ("eth[^0-3]", "eth7", true),
-            ("[]x]", "]", true),
-            ("a[", "a[", true),
-            ("*_filter", "rp_filter", true),
-            ("*_filter", "rp_filterx", false),
-        ] {
-            assert_eq!(
-                component_matches(pattern, name),
-                expected,
-                "{pattern} {name}"
-            );
-        }
-        let glob = Glob::parse("net/ipv4/conf/eth*/rp_filter").unwrap();
-        assert!(glob.matches(&key("net.ipv4.conf.eth0/100.rp_filter")));
-        assert!(!glob.matches(&key("net.ipv4.conf.lo.rp_filter")));
     }
 
     #[test]

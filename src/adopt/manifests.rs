@@ -394,6 +394,7 @@ fn pod_view(found: &Found, source: &Source, entries: &[Entry]) -> Profile {
             optional: false,
             at: e.at.clone(),
             value_at: e.value_at.clone(),
+            pattern: None,
         };
         (e.key.clone(), setting)
     });
@@ -403,6 +404,8 @@ fn pod_view(found: &Found, source: &Source, entries: &[Entry]) -> Profile {
         path: source.path.to_owned(),
         context,
         settings: settings.collect(),
+        patterns: Vec::new(),
+        unmatched: Vec::new(),
         fingerprint: String::new(),
         health: Default::default(),
         rollout: None,

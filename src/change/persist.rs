@@ -39,13 +39,22 @@ pub fn render(plan: &Plan, profile_path: &Path) -> String {
     )
     .ok();
     writeln!(text, "# sha256: {}", plan.fingerprint).ok();
+    // A pattern key is written once, as the pattern: boot then sets the matching keys it
+    // finds (a key the profile names itself wins, in systemd-sysctl as here).
+    let mut patterns = std::collections::HashSet::new();
     for change in plan.persisted() {
         let optional = if change.status == Status::Skipped {
             "-"
         } else {
             ""
         };
-        writeln!(text, "{optional}{} = {}", change.key, change.desired).ok();
+        match &change.pattern {
+            Some(p) if !patterns.insert(p.as_str()) => {}
+            Some(p) => writeln!(text, "{p} = {}", change.desired).unwrap_or_default(),
+            None => {
+                writeln!(text, "{optional}{} = {}", change.key, change.desired).unwrap_or_default()
+            }
+        }
     }
     text
 }

@@ -62,6 +62,10 @@ pub struct KeyPlan {
     /// Writing it performs an action rather than setting a state: rollback does not undo it.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub trigger: bool,
+    /// The profile's pattern key it comes from (`net.ipv4.conf.*.rp_filter`), if any: the
+    /// persisted file carries the pattern, so boot sets the interfaces present then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
 }
 
 /// The plan row of a held key the profile no longer names; `None` when it cannot be read (it
@@ -81,6 +85,7 @@ fn released(tree: &SysctlTree, key: &SysctlKey, held: &Managed, keep: bool) -> O
         at: None,
         one_way: None,
         trigger: false,
+        pattern: None,
     })
 }
 
@@ -127,6 +132,7 @@ impl Plan {
                 at: Some(setting.at.clone()),
                 one_way: None,
                 trigger: false,
+                pattern: setting.pattern.clone(),
             }
         });
         let mut changes: Vec<KeyPlan> = changes.collect();

@@ -6,13 +6,17 @@
 //! `validate`.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+use crate::profile::pattern::{Glob, is_glob};
+
 pub mod health;
 pub mod key;
+pub mod pattern;
 pub mod rollout;
 pub mod section;
 pub mod value;
@@ -150,6 +154,28 @@ pub struct Setting {
     pub at: Location,
     /// Where the value is written.
     pub value_at: Location,
+    /// The pattern key (`net.ipv4.conf.*.rp_filter`) this setting was expanded from, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+}
+
+/// A `sysctls` entry whose key is a glob (`net.ipv4.conf.*.rp_filter: 2`), as sysctl.d(5)
+/// allows: it stands for every matching key of the target, found when the profile is expanded
+/// against it ([`Profile::expand_patterns`]); a key the profile names itself wins over it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PatternSetting {
+    /// The pattern.
+    #[serde(serialize_with = "display")]
+    pub glob: Glob,
+    /// The entry as written; its `key` is a stand-in, replaced by each match.
+    pub entry: Setting,
+}
+
+fn display<T: fmt::Display, S: serde::Serializer>(
+    value: &T,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    s.collect_str(value)
 }
 
 /// A profile with its parents merged in.
@@ -163,8 +189,14 @@ pub struct Profile {
     pub path: PathBuf,
     /// Context facts, parents' first, later wins.
     pub context: BTreeMap<String, Fact>,
-    /// Settings by key; the map order is the apply order before kernel constraints.
+    /// Settings by key; the map order is the apply order before kernel constraints. After
+    /// [`Profile::expand_patterns`] it holds the keys the patterns stand for too.
     pub settings: BTreeMap<SysctlKey, Setting>,
+    /// Pattern keys, parents' first, in file order (a later one wins over an earlier one).
+    pub patterns: Vec<PatternSetting>,
+    /// Patterns that matched no key of the target when expanded.
+    #[serde(skip)]
+    pub unmatched: Vec<PatternSetting>,
     /// sha256 of every file's bytes in resolution order: stable across hosts and checkouts.
     pub fingerprint: String,
     /// Health gates (`health:`), parents' first, later files replace gates on the same counter.
@@ -221,12 +253,38 @@ impl Profile {
             path: path.to_owned(),
             context: loader.context,
             settings: loader.settings,
+            patterns: loader.patterns,
+            unmatched: Vec::new(),
             fingerprint: hex(&loader.hasher.finalize()),
             health: loader.health,
             rollout: loader.rollout,
             files: loader.files,
             texts: loader.texts,
         })
+    }
+
+    /// Adds the keys each pattern stands for: `matches` lists the target's keys that match a
+    /// glob. A key the profile names itself keeps its own value; of two patterns matching one
+    /// key, the later wins. Patterns that match nothing are kept in `unmatched`.
+    pub fn expand_patterns(&mut self, matches: impl Fn(&Glob) -> Vec<SysctlKey>) {
+        for pattern in &self.patterns {
+            let keys = matches(&pattern.glob);
+            if keys.is_empty() {
+                self.unmatched.push(pattern.clone());
+            }
+            for key in keys {
+                let named = self.settings.get(&key).is_some_and(|s| s.pattern.is_none());
+                if named {
+                    continue;
+                }
+                let setting = Setting {
+                    key: key.clone(),
+                    pattern: Some(pattern.glob.to_string()),
+                    ..pattern.entry.clone()
+                };
+                self.settings.insert(key, setting);
+            }
+        }
     }
 
     /// A context fact as a boolean (absent = false).
@@ -273,6 +331,7 @@ struct Loader {
     texts: BTreeMap<Arc<str>, Arc<str>>,
     context: BTreeMap<String, Fact>,
     settings: BTreeMap<SysctlKey, Setting>,
+    patterns: Vec<PatternSetting>,
     health: crate::profile::health::HealthSpec,
     rollout: Option<crate::profile::rollout::RolloutSpec>,
     hasher: Sha256,
@@ -401,6 +460,10 @@ impl Loader {
         for (key_node, value_node) in mapping(node, file, "sysctls")? {
             let at = location(file, key_node.mark);
             let text = key_node.as_scalar().unwrap_or_default();
+            if is_glob(text) {
+                self.pattern(text, at, value_node, file)?;
+                continue;
+            }
             let key = SysctlKey::parse(text)
                 .map_err(|e| profile_error(at.clone(), e.to_string(), None))?;
             if let Some(first) = self.settings.get(&key).filter(|s| s.at.file == at.file) {
@@ -410,9 +473,30 @@ impl Loader {
                 );
                 return Err(profile_error(at, message, Some("keep one of them")));
             }
-            let setting = setting(key.clone(), at, value_node, file)?;
+            let setting = setting(key.clone(), &key, at, value_node, file)?;
             self.settings.insert(key, setting);
         }
+        Ok(())
+    }
+}
+
+impl Loader {
+    /// A pattern key: replaces the same pattern from a parent (a pattern twice in one file is
+    /// refused, like a key).
+    fn pattern(&mut self, text: &str, at: Location, node: &Node, file: &Arc<str>) -> Result<()> {
+        let glob = Glob::parse(text).map_err(|e| profile_error(at.clone(), e.to_string(), None))?;
+        if let Some(first) = self
+            .patterns
+            .iter()
+            .find(|p| p.glob == glob && p.entry.at.file == at.file)
+        {
+            let message = format!("{glob} is set twice (also at line {})", first.entry.at.line);
+            return Err(profile_error(at, message, Some("keep one of them")));
+        }
+        let stand_in = glob.stand_in();
+        let entry = setting(stand_in, &glob, at, node, file)?;
+        self.patterns.retain(|p| p.glob != glob);
+        self.patterns.push(PatternSetting { glob, entry });
         Ok(())
     }
 }
@@ -599,7 +683,14 @@ fn fact(node: &Node, kind: FactKind, file: &Arc<str>, name: &str) -> Result<Fact
     }
 }
 
-fn setting(key: SysctlKey, at: Location, node: &Node, file: &Arc<str>) -> Result<Setting> {
+/// One `sysctls` entry; `name` is the key or pattern as messages show it.
+fn setting(
+    key: SysctlKey,
+    name: &dyn fmt::Display,
+    at: Location,
+    node: &Node,
+    file: &Arc<str>,
+) -> Result<Setting> {
     let mut setting = Setting {
         key,
         value: Value::default(),
@@ -608,26 +699,27 @@ fn setting(key: SysctlKey, at: Location, node: &Node, file: &Arc<str>) -> Result
         optional: false,
         value_at: location(file, node.mark),
         at: at.clone(),
+        pattern: None,
     };
     let NodeKind::Map(fields) = &node.kind else {
-        setting.value = value(node, file, &setting.key)?;
+        setting.value = value(node, file, name)?;
         return Ok(setting);
     };
     let mut has_value = false;
     for (field, v) in fields {
         match field.as_scalar().unwrap_or_default() {
             "value" => {
-                setting.value = value(v, file, &setting.key)?;
+                setting.value = value(v, file, name)?;
                 setting.value_at = location(file, v.mark);
                 has_value = true;
             }
             "reason" => {
                 setting.reason =
-                    Some(scalar_string(v, file, "reason").map_err(|e| of_key(&setting.key, e))?)
+                    Some(scalar_string(v, file, "reason").map_err(|e| of_key(name, e))?)
             }
             "source" => {
                 setting.source =
-                    Some(scalar_string(v, file, "source").map_err(|e| of_key(&setting.key, e))?)
+                    Some(scalar_string(v, file, "source").map_err(|e| of_key(name, e))?)
             }
             "optional" => {
                 setting.optional = match v.as_scalar() {
@@ -635,8 +727,7 @@ fn setting(key: SysctlKey, at: Location, node: &Node, file: &Arc<str>) -> Result
                     Some("false") => false,
                     _ => {
                         let message = format!(
-                            "{}: `optional` must be true or false, not {}",
-                            setting.key,
+                            "{name}: `optional` must be true or false, not {}",
                             v.kind_name()
                         );
                         return Err(profile_error(location(file, v.mark), message, None));
@@ -656,7 +747,7 @@ fn setting(key: SysctlKey, at: Location, node: &Node, file: &Arc<str>) -> Result
     if !has_value {
         return Err(profile_error(
             at,
-            format!("{} has no `value`", setting.key),
+            format!("{name} has no `value`"),
             Some("write `value: ...` or the plain value"),
         ));
     }
@@ -664,7 +755,7 @@ fn setting(key: SysctlKey, at: Location, node: &Node, file: &Arc<str>) -> Result
 }
 
 /// Interprets a YAML scalar or flat list as a sysctl value.
-fn value(node: &Node, file: &Arc<str>, key: &SysctlKey) -> Result<Value> {
+fn value(node: &Node, file: &Arc<str>, key: &dyn fmt::Display) -> Result<Value> {
     let at = location(file, node.mark);
     match &node.kind {
         NodeKind::Scalar { text, plain } => Ok(Value::from_tokens(vec![token(
@@ -691,7 +782,13 @@ fn value(node: &Node, file: &Arc<str>, key: &SysctlKey) -> Result<Value> {
     }
 }
 
-fn token(text: &str, plain: bool, node: &Node, at: &Location, key: &SysctlKey) -> Result<String> {
+fn token(
+    text: &str,
+    plain: bool,
+    node: &Node,
+    at: &Location,
+    key: &dyn fmt::Display,
+) -> Result<String> {
     if plain && node.is_null() {
         return Err(profile_error(
             at.clone(),
@@ -730,7 +827,7 @@ fn token(text: &str, plain: bool, node: &Node, at: &Location, key: &SysctlKey) -
 }
 
 /// Names the key in an error about one of its setting's fields.
-fn of_key(key: &SysctlKey, err: Error) -> Error {
+fn of_key(key: &dyn fmt::Display, err: Error) -> Error {
     match err {
         Error::Profile {
             at,

@@ -99,8 +99,8 @@ fn sysctls(schema: &Schema) -> Json {
     }
     json!({
         "type": ["object", "null"],
-        "description": "Sysctl keys (dotted, or slashed per sysctl.d(5)) and their values.",
-        "propertyNames": {"pattern": "^[A-Za-z0-9_@+:-]+([./][A-Za-z0-9_.@+:/-]+)+$"},
+        "description": "Sysctl keys (dotted, or slashed per sysctl.d(5)) and their values; a key may be a sysctl.d(5) glob (`net.ipv4.conf.*.rp_filter`) standing for every matching key of the target.",
+        "propertyNames": {"pattern": "^[A-Za-z0-9_@+:*?\\[\\]!^-]+([./][A-Za-z0-9_.@+:/*?\\[\\]!^-]+)+$"},
         "properties": known,
         "patternProperties": patterns,
         "additionalProperties": {"$ref": "#/definitions/setting"},

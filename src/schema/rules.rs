@@ -26,6 +26,12 @@ pub struct CodeRule {
 /// Every rule implemented in code (validate.rs and this module).
 pub const CODE_RULES: &[CodeRule] = &[
     CodeRule {
+        id: "pattern-matches-nothing",
+        severity: Severity::Warning,
+        summary: "a pattern key (net.ipv4.conf.*.rp_filter) matches no key of the target, so it sets nothing there",
+        sources: &["sysctl.d(5)"],
+    },
+    CodeRule {
         id: "unknown-key",
         severity: Severity::Error,
         summary: "the key is not in the schema (did-you-mean offered), or the schema lists it as a name no kernel ever had (net.ipv4.rfc1337)",

@@ -7,7 +7,7 @@
 
 use crate::profile::key::SysctlKey;
 use crate::profile::value::{Value, parse_decimal, parse_port_list};
-use crate::profile::{Profile, Setting};
+use crate::profile::{PatternSetting, Profile, Setting};
 use crate::schema::finding::{Finding, FindingBuilder, Report, Target};
 use crate::schema::rules;
 use crate::schema::{K8sClass, KeySpec, Presence, Schema, Scope, Severity, Shape};
@@ -33,6 +33,7 @@ pub fn validate_live(
     for setting in profile.settings.values() {
         check_setting(setting, profile, schema, target, exists, &mut findings);
     }
+    findings.extend(profile.unmatched.iter().map(unmatched_pattern));
     rules::evaluate(profile, schema, target, &mut findings);
     drop_generic_duplicates(&mut findings);
     findings.sort_by(|a, b| {
@@ -40,6 +41,23 @@ pub fn validate_live(
         pos(a).cmp(&pos(b)).then(b.severity.cmp(&a.severity))
     });
     Report { findings }
+}
+
+/// A pattern key that matched no key of the target sets nothing (as in sysctl.d, silently;
+/// here it is said).
+fn unmatched_pattern(pattern: &PatternSetting) -> Finding {
+    Finding {
+        severity: Severity::Warning,
+        rule: "pattern-matches-nothing".into(),
+        key: None,
+        at: Some(pattern.entry.at.clone()),
+        message: format!(
+            "{} matches no key of the target: it sets nothing here",
+            pattern.glob
+        ),
+        help: Some("check the pattern against `sysctl -a` of the target, or drop it".into()),
+        sources: vec!["sysctl.d(5)".into()],
+    }
 }
 
 /// A specific rule about a key says more than the generic range warning: keep only the rule.

@@ -77,7 +77,8 @@ pub(super) fn finish(
 }
 
 fn item_json(item: &Item) -> serde_json::Value {
-    serde_json::json!({ "key": item.key, "value": item.value, "optional": item.optional, "source": item.source })
+    let key = item.pattern.clone().unwrap_or_else(|| item.key.to_string());
+    serde_json::json!({ "key": key, "value": item.value, "optional": item.optional, "source": item.source })
 }
 
 /// Replaces `path` with `text` (0644) by temp file and rename.

@@ -16,7 +16,8 @@ use crate::schema::Severity;
 /// Renders the pod sysctls as YAML (or JSON); refuses keys a pod cannot set (exit 3).
 pub fn pod_sysctls(s: &Settings, path: &Path, out: &mut Output) -> Result<i32> {
     let schema = s.schema()?;
-    let profile = Profile::load(path)?;
+    let mut profile = Profile::load(path)?;
+    super::expand_patterns(&mut profile, None);
     let mut target = s.target().for_profile(&profile);
     target.child_netns = true;
     let (pod, report) = k8s::pod_sysctls(&profile, &schema, &target);

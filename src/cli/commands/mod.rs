@@ -12,6 +12,7 @@ use crate::cli::output::Output;
 use crate::cli::render::{self, Diagnostic, Level};
 use crate::cli::settings::Settings;
 use crate::error::{Error, Result};
+use crate::kernel::SysctlTree;
 use crate::profile::Profile;
 use crate::profile::key::SysctlKey;
 use crate::schema::finding::Report;
@@ -163,9 +164,10 @@ pub fn checked_profile(
     path: &Path,
     out: &mut Output,
 ) -> Result<(Profile, Report)> {
-    let profile = Profile::load(path)?;
-    let target = ctx.target.for_profile(&profile);
+    let mut profile = Profile::load(path)?;
     let live = s.kernel.is_none();
+    expand_patterns(&mut profile, live.then_some(&ctx.tree));
+    let target = ctx.target.for_profile(&profile);
     let exists = |key: &SysctlKey| live.then(|| ctx.tree.exists(key));
     let report = validate::validate_live(&profile, &ctx.schema, &target, &exists);
     if !out.json() {
@@ -185,6 +187,15 @@ pub fn checked_profile(
         });
     }
     Ok((profile, report))
+}
+
+/// Expands a profile's pattern keys against the target: the matching keys of the live tree,
+/// or offline (`--kernel`, a pod) the `all` and `default` instances every kernel has.
+pub fn expand_patterns(profile: &mut Profile, tree: Option<&SysctlTree>) {
+    match tree {
+        Some(tree) => profile.expand_patterns(|glob| crate::adopt::glob::expand(glob, tree)),
+        None => profile.expand_patterns(|glob| glob.offline_matches()),
+    }
 }
 
 /// The sysctl.d lines that would override the profile's keys at the next boot, warned about on

@@ -22,7 +22,7 @@ pub fn run(s: &Settings, paths: &[PathBuf], out: &mut Output) -> Result<i32> {
     let mut parsed = ParseCache::default();
     let mut shown = HashSet::new();
     for path in paths {
-        let profile = match Profile::load_with(path, &mut parsed) {
+        let mut profile = match Profile::load_with(path, &mut parsed) {
             Ok(p) => p,
             Err(e) => {
                 out.diag(|w| render::error(w, &e))?;
@@ -31,6 +31,7 @@ pub fn run(s: &Settings, paths: &[PathBuf], out: &mut Output) -> Result<i32> {
                 continue;
             }
         };
+        super::expand_patterns(&mut profile, live.as_ref());
         let target = target.for_profile(&profile);
         let report = validate::validate_live(&profile, &schema, &target, &exists);
         let blocked = report.blocks(s.deny_warnings);
