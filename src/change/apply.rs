@@ -8,6 +8,7 @@
 use std::path::PathBuf;
 
 use crate::change::context::Context;
+use crate::change::coupled;
 use crate::change::history;
 use crate::change::persist;
 use crate::change::plan::{Plan, Status};
@@ -175,11 +176,13 @@ pub fn change(ctx: &Context, profile: &Profile, plan: &Plan, persist: &Persist) 
         }
         Persist::No => None,
     };
+    let mut keys = plan.key_changes();
+    coupled::complete(&ctx.tree, &mut keys)?;
     Ok(Change {
         kind: RecordKind::Apply,
         profile: Some(profile_ref(profile)),
         restores: None,
-        keys: plan.key_changes(),
+        keys,
         persist,
     })
 }

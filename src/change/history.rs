@@ -98,6 +98,11 @@ impl History {
                 }
             }
             for change in &entry.record.changes {
+                // A key the kernel changed as a side effect does not become one sysprof holds;
+                // one it holds already moves with it.
+                if change.implied && !state.contains_key(&change.key) {
+                    continue;
+                }
                 let original = state
                     .get(&change.key)
                     .map_or_else(|| change.before.clone(), |m| m.original.clone());

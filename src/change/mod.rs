@@ -7,6 +7,7 @@
 
 pub mod apply;
 pub mod context;
+pub mod coupled;
 pub mod fault;
 pub mod history;
 pub mod persist;

@@ -205,6 +205,7 @@ impl Plan {
                 before: c.current.clone().unwrap_or_default(),
                 after: c.desired.clone(),
                 released: c.status == Status::Released,
+                implied: false,
             })
             .collect()
     }

@@ -52,6 +52,11 @@ pub struct KeyChange {
     /// before sysprof first set it (so the record alone says sysprof lets go of it).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub released: bool,
+    /// The kernel sets it as a side effect of another write of the same change (writing
+    /// `vm.dirty_bytes` zeroes `vm.dirty_ratio`): recorded so a rollback restores it, never
+    /// written itself (see `coupled`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub implied: bool,
 }
 
 /// The persisted sysctl.d file before and after (None = absent).
@@ -190,6 +195,7 @@ mod tests {
                 before: Value::from_text("32768\t60999"),
                 after: Value::from_text("1024 65535"),
                 released: false,
+                implied: false,
             }],
             persist: None,
         };

@@ -9,6 +9,7 @@
 use std::path::Path;
 
 use crate::change::context::Context;
+use crate::change::coupled;
 use crate::change::history::{self, Entry, History};
 use crate::change::persist;
 use crate::change::record::{Change, KeyChange, PersistChange, Record, RecordKind, SHORT_ID};
@@ -270,9 +271,11 @@ fn restoring(
                 before: now,
                 after: first.before.clone(),
                 released: false,
+                implied: false,
             });
         }
     }
+    coupled::complete(&ctx.tree, &mut keys)?;
     let persist = match since.iter().find_map(|e| e.record.persist.as_ref()) {
         Some(p) => {
             let now = persist::read(Path::new(&p.path), ctx.store.euid())?;

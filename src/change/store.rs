@@ -951,6 +951,7 @@ mod tests {
                 before: Value::from_text("60"),
                 after: Value::from_text("30"),
                 released: false,
+                implied: false,
             }],
             persist: None,
         }

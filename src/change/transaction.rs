@@ -232,7 +232,10 @@ impl<'c> Transaction<'c> {
     /// Writes `after`, remembering `before` for undo, and checks the kernel kept it.
     fn write(&mut self, change: &KeyChange) -> Result<()> {
         let tree = &self.ctx.tree;
-        tree.write(&change.key, &change.after)?;
+        // An implied change is the kernel's doing (a partner's write): only checked.
+        if !change.implied {
+            tree.write(&change.key, &change.after)?;
+        }
         self.written
             .push((change.key.clone(), change.before.clone()));
         fault::point("after-write", "");
