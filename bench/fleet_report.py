@@ -3,7 +3,7 @@
 
 Input: `meta.tsv` lines `fleet_PLAY` (start and end of the play, seconds of bash's
 EPOCHREALTIME), `fleet_hosts`, `fleet_watch`, `fleet_forks`, `fleet_ansible`; and
-`fleet-sysprof.tsv`: a `play <tab> NAME` line before each play's invocations, then one line per
+`fleet-sysprof.log`: a `play <tab> NAME` line before each play's invocations, then one line per
 sysprof run (arguments, start, end, and `times`' user and system CPU such as `0m0.004s`).
 bench/report.py calls `report`; run alone it prints the section for a result directory:
 
@@ -44,7 +44,7 @@ def seconds(text):
 def load_runs(directory):
     """play name -> [(args, wall seconds, cpu seconds)] of the sysprof runs during that play."""
     runs, play = {}, None
-    path = os.path.join(directory, "fleet-sysprof.tsv")
+    path = os.path.join(directory, "fleet-sysprof.log")
     if not os.path.exists(path):
         return runs
     for line in open(path):
@@ -104,11 +104,16 @@ def report(directory, meta):
         sysprof_wall = sum(r[1] for r in mine) / hosts
         applies = [r for r in mine if "--watch" in r[0]]
         work = statistics.median(r[1] for r in applies) - watch if applies else None
+        added = (rollout - noop) / hosts
+        added_text = (
+            f"the module adds {ms(added)} of play time"
+            if added > 0
+            else "the two plays differ by less than their run-to-run noise"
+        )
         print(
-            f"  per host: Ansible's own overhead {ms(noop / hosts)} (the no-op play); the module adds "
-            f"{ms((rollout - noop) / hosts)} of play time, of which sysprof runs {ms(sysprof_wall)} "
-            f"(wall, {watch:g} s of it the watch window, which is waiting, not work; hosts of a "
-            "batch run in parallel, so play time per host is less than the module's own time)"
+            f"  per host: Ansible's own overhead {ms(noop / hosts)} (the no-op play); {added_text}; "
+            f"sysprof runs {ms(sysprof_wall)} per host (wall, {watch:g} s of it the watch window, "
+            "which is waiting, not work; the hosts of a batch run in parallel)"
         )
         if work is not None:
             print(
