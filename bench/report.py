@@ -12,6 +12,7 @@ import os
 import statistics
 import sys
 
+import fleet_report  # bench/fleet_report.py: the fleet-timing section (issue 16)
 import sockets_report  # bench/sockets_report.py: the sockets-at-scale section (issue 16)
 
 RSS_LIMIT_KIB = 4096
@@ -199,6 +200,8 @@ def main():
 
     print()
     sockets_report.report(*sockets_report.load(directory)[:2], meta, target)
+    print()
+    fleet_report.report(directory, meta)
 
     print()
     print("peak RSS (wait4 ru_maxrss of the measured process tree, median over its runs)")

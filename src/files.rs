@@ -74,8 +74,11 @@ impl Policy {
 
 /// Reads `path` under `policy`.
 pub fn read(path: &Path, policy: Policy) -> Result<Vec<u8>, ReadError> {
-    let file = open(path, policy)?;
-    let mut bytes = Vec::new();
+    let (file, meta) = open_checked(path, policy)?;
+    // Room for the whole file and one byte more: one read(2) for the content and one that
+    // finds the end, where an empty buffer grows from 32 bytes read by read.
+    let room = meta.len().min(policy.max_bytes) as usize + 1;
+    let mut bytes = Vec::with_capacity(room);
     file.take(policy.max_bytes + 1)
         .read_to_end(&mut bytes)
         .map_err(ReadError::Io)?;
@@ -87,6 +90,11 @@ pub fn read(path: &Path, policy: Policy) -> Result<Vec<u8>, ReadError> {
 
 /// Opens `path` for reading under `policy`: never blocks, and only ever on a regular file.
 pub fn open(path: &Path, policy: Policy) -> Result<File, ReadError> {
+    open_checked(path, policy).map(|(file, _)| file)
+}
+
+/// [`open`], with the metadata it checked.
+fn open_checked(path: &Path, policy: Policy) -> Result<(File, std::fs::Metadata), ReadError> {
     let mut flags = nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC | nix::libc::O_NOCTTY;
     if policy.no_follow {
         flags |= nix::libc::O_NOFOLLOW;
@@ -107,7 +115,7 @@ pub fn open(path: &Path, policy: Policy) -> Result<File, ReadError> {
     if let Some(uid) = policy.owner {
         check_trusted(&meta, uid).map_err(ReadError::Untrusted)?;
     }
-    Ok(file)
+    Ok((file, meta))
 }
 
 /// A file or directory sysprof relies on must belong to `uid` (or root) and be writable by

@@ -311,7 +311,10 @@ fn the_demo_builds_where_cargo_says_and_tours_in_a_namespace() {
     let run = Command::new(repo().join("examples/demo.sh"))
         .args(["--release", "--target", &host])
         .env("CARGO_TARGET_DIR", &target)
-        .env("RUSTFLAGS", " -C target-feature=+crt-static")
+        .env(
+            "RUSTFLAGS",
+            " -C target-feature=+crt-static -C relocation-model=static",
+        )
         .env_remove("SYSPROF")
         .output()
         .unwrap();

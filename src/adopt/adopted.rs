@@ -10,6 +10,7 @@ use crate::adopt::glob::Glob;
 use crate::adopt::import::{Entry, Name, Options};
 use crate::error::Result;
 use crate::kernel::SysctlTree;
+use crate::profile::key::SysctlKey;
 use crate::schema::Schema;
 
 /// A profile's text, the settings in it and notes for the operator.
@@ -86,7 +87,12 @@ pub fn imported(
         let at = i.source.as_deref().unwrap_or("");
         format!("{at}: {} does not exist here; {what}", i.key)
     }));
-    notes.extend(unknown_to_schema(schema, &items));
+    let unknown: Vec<&SysctlKey> = items
+        .iter()
+        .filter(|i| schema.lookup(&i.key).is_none())
+        .map(|i| &i.key)
+        .collect();
+    notes.extend(unknown_to_schema(&unknown));
     let header = Header {
         name: name.to_owned(),
         description: Some(format!(
@@ -122,7 +128,7 @@ pub fn exported(
     scope: Option<&str>,
     netns: Option<&str>,
 ) -> Result<(Adopted, Export)> {
-    let found = export::export(tree, schema, filter)?;
+    let mut found = export::export(tree, schema, filter)?;
     let mut notes = vec![format!(
         "{} key(s) exported; {} read-only and {} unreadable left out",
         found.items.len(),
@@ -147,7 +153,8 @@ pub fn exported(
             found.at_default, found.unknown_default
         ));
     }
-    notes.extend(unknown_to_schema(schema, &found.items));
+    let unknown: Vec<&SysctlKey> = found.unknown.iter().map(|&i| &found.items[i].key).collect();
+    notes.extend(unknown_to_schema(&unknown));
     let scope = scope.unwrap_or("every key");
     let netns = netns
         .map(|n| format!(" in network namespace {n}"))
@@ -165,19 +172,15 @@ pub fn exported(
     let text = emit::profile(&header, &found.items);
     let adopted = Adopted {
         text,
-        items: found.items.clone(),
+        items: std::mem::take(&mut found.items),
         notes,
         warnings: Vec::new(),
     };
     Ok((adopted, found))
 }
 
-/// A note naming the keys `validate` will refuse as unknown, if any.
-fn unknown_to_schema(schema: &Schema, items: &[Item]) -> Option<String> {
-    let unknown: Vec<&Item> = items
-        .iter()
-        .filter(|i| schema.lookup(&i.key).is_none())
-        .collect();
+/// A note naming the keys `validate` will refuse as unknown (not in `schema`), if any.
+fn unknown_to_schema(unknown: &[&SysctlKey]) -> Option<String> {
     if unknown.is_empty() {
         return None;
     }
@@ -186,9 +189,9 @@ fn unknown_to_schema(schema: &Schema, items: &[Item]) -> Option<String> {
         "{} key(s) unknown to the schema; validate and apply refuse them until a --schema dir describes them: ",
         unknown.len()
     );
-    for (i, item) in unknown.iter().enumerate() {
+    for (i, key) in unknown.iter().enumerate() {
         let separator = if i == 0 { "" } else { ", " };
-        write!(note, "{separator}{}", item.key).ok();
+        write!(note, "{separator}{key}").ok();
     }
     Some(note)
 }

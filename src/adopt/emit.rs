@@ -50,7 +50,8 @@ pub fn representable(value: &Value) -> bool {
 
 /// Renders a profile document.
 pub fn profile(header: &Header, items: &[Item]) -> String {
-    let mut out = String::new();
+    // About a line of 40 bytes per key: sized once instead of doubling (and copying) ~15 times.
+    let mut out = String::with_capacity(256 + 40 * items.len());
     for line in &header.comments {
         writeln!(out, "# {line}").ok();
     }

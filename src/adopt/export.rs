@@ -8,7 +8,7 @@ use crate::adopt::emit::{Item, representable};
 use crate::error::{Error, Result};
 use crate::kernel::{EntryKind, Found, SysctlTree};
 use crate::profile::key::SysctlKey;
-use crate::schema::{Schema, Scope, Version};
+use crate::schema::{KeySpec, Schema, Scope, Version};
 
 /// What to export.
 #[derive(Debug, Clone, Default)]
@@ -40,6 +40,9 @@ pub struct Export {
     pub unknown_default: usize,
     /// In a child network namespace: keys that are not per namespace (the host's).
     pub host_wide: usize,
+    /// Positions in `items` of the keys the schema does not describe.
+    #[serde(skip)]
+    pub unknown: Vec<usize>,
 }
 
 /// Walks `tree` and collects what `filter` asks for.
@@ -98,10 +101,10 @@ pub fn prefix(text: &str) -> Result<Vec<String>> {
     Ok(components[..components.len() - 1].to_vec())
 }
 
-/// Whether a key belongs to a child network namespace: the catalogue says it is per namespace;
-/// a key it does not describe counts when it is under `net`.
-fn per_netns(schema: &Schema, key: &SysctlKey) -> bool {
-    match schema.lookup(key) {
+/// Whether a key belongs to a child network namespace: the catalogue (its entry `spec`) says
+/// it is per namespace; a key it does not describe counts when it is under `net`.
+fn per_netns(spec: Option<&KeySpec>, key: &SysctlKey) -> bool {
+    match spec {
         Some(spec) => spec.scope == Scope::Netns,
         None => key.components().first().is_some_and(|c| c == "net"),
     }
@@ -117,7 +120,10 @@ fn take(schema: &Schema, filter: &Filter, path: &[String], found: Found, out: &m
         Found::ReadOnly => return out.read_only += 1,
         Found::Unreadable(_) => return out.unreadable.push(key.to_string()),
     };
-    if filter.child_netns && !per_netns(schema, &key) {
+    // The key's entry, looked up once and only when needed (a binary search per key).
+    let entry = std::cell::OnceCell::new();
+    let spec = || *entry.get_or_init(|| schema.lookup(&key));
+    if filter.child_netns && !per_netns(spec(), &key) {
         return out.host_wide += 1;
     }
     let value = crate::profile::value::Value::from_text(&text);
@@ -125,11 +131,14 @@ fn take(schema: &Schema, filter: &Filter, path: &[String], found: Found, out: &m
         return out.unrepresentable.push(key.to_string());
     }
     if let Some(kernel) = filter.non_default {
-        match schema.lookup(&key).and_then(|s| s.default_for(kernel)) {
+        match spec().and_then(|s| s.default_for(kernel)) {
             Some(default) if default.same_as(&value) => return out.at_default += 1,
             Some(_) => {}
             None => return out.unknown_default += 1,
         }
+    }
+    if spec().is_none() {
+        out.unknown.push(out.items.len());
     }
     out.items.push(Item {
         key,

@@ -4,10 +4,10 @@
 //! its target and the stack as it was then. An apply whose `restores` names an earlier apply
 //! (the persisting record `sysprof confirm` writes) takes that apply's place on the stack.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::change::context::Context;
-use crate::change::record::{Record, RecordKind};
+use crate::change::record::{KeyChange, Record, RecordKind};
 use crate::error::Result;
 use crate::profile::key::SysctlKey;
 use crate::profile::value::Value;
@@ -66,11 +66,10 @@ impl History {
     /// before its target, so keys first set after the target are no longer held; the persisting
     /// record of a confirmation takes the place of the apply it confirms.
     pub fn managed(&self) -> BTreeMap<SysctlKey, Managed> {
-        let seq_of: HashMap<&str, u64> = self
-            .entries
-            .iter()
-            .map(|e| (e.id.as_str(), e.seq))
-            .collect();
+        let seq_of = seq_of(&self.entries);
+        let targets = targets(&self.entries, &seq_of);
+        // The state from before each entry a later one restores (only those: a copy per entry
+        // would make reading a long history quadratic).
         let mut before: HashMap<u64, BTreeMap<SysctlKey, Managed>> = HashMap::new();
         let mut state: BTreeMap<SysctlKey, Managed> = BTreeMap::new();
         for entry in &self.entries {
@@ -79,44 +78,27 @@ impl History {
                 .restores
                 .as_deref()
                 .and_then(|id| seq_of.get(id));
+            let keep = targets.contains(&entry.seq);
             match (entry.record.kind, restores) {
                 (RecordKind::Rollback, Some(target)) => {
-                    before.insert(entry.seq, state.clone());
+                    if keep {
+                        before.insert(entry.seq, state.clone());
+                    }
                     state = before.get(target).cloned().unwrap_or_default();
                     continue;
                 }
                 (RecordKind::Rollback, None) => continue,
-                (RecordKind::Apply, Some(confirmed)) => {
-                    let prior = before
-                        .get(confirmed)
-                        .cloned()
-                        .unwrap_or_else(|| state.clone());
-                    before.insert(entry.seq, prior);
+                (RecordKind::Apply, Some(confirmed)) if keep => {
+                    let prior = before.get(confirmed).cloned();
+                    before.insert(entry.seq, prior.unwrap_or_else(|| state.clone()));
                 }
-                (RecordKind::Apply, None) => {
+                (RecordKind::Apply, _) if keep => {
                     before.insert(entry.seq, state.clone());
                 }
+                (RecordKind::Apply, _) => {}
             }
             for change in &entry.record.changes {
-                // A key the kernel changed as a side effect does not become one sysprof holds;
-                // one it holds already moves with it.
-                if change.implied && !state.contains_key(&change.key) {
-                    continue;
-                }
-                let original = state
-                    .get(&change.key)
-                    .map_or_else(|| change.before.clone(), |m| m.original.clone());
-                if change.released || change.after.same_as(&original) {
-                    // Back at the value it had before sysprof set it: released.
-                    state.remove(&change.key);
-                    continue;
-                }
-                let held = Managed {
-                    value: change.after.clone(),
-                    set_by: entry.seq,
-                    original,
-                };
-                state.insert(change.key.clone(), held);
+                hold(&mut state, change, entry.seq);
             }
         }
         state
@@ -177,11 +159,14 @@ pub fn entries(ctx: &Context) -> Result<History> {
 
 /// Replays the history; returns the seqs of applies in effect, oldest first.
 fn replay(entries: &[Entry]) -> Vec<u64> {
-    let seq_of: HashMap<&str, u64> = entries.iter().map(|e| (e.id.as_str(), e.seq)).collect();
+    let seq_of = seq_of(entries);
+    let targets = targets(entries, &seq_of);
     let mut before: HashMap<u64, Vec<u64>> = HashMap::new();
     let mut stack = Vec::new();
     for entry in entries {
-        before.insert(entry.seq, stack.clone());
+        if targets.contains(&entry.seq) {
+            before.insert(entry.seq, stack.clone());
+        }
         match (
             entry.record.kind,
             entry
@@ -192,7 +177,9 @@ fn replay(entries: &[Entry]) -> Vec<u64> {
         ) {
             (RecordKind::Apply, Some(confirmed)) => {
                 stack.retain(|seq| seq != confirmed);
-                before.insert(entry.seq, stack.clone());
+                if targets.contains(&entry.seq) {
+                    before.insert(entry.seq, stack.clone());
+                }
                 stack.push(entry.seq)
             }
             (RecordKind::Apply, None) => stack.push(entry.seq),
@@ -203,4 +190,42 @@ fn replay(entries: &[Entry]) -> Vec<u64> {
         }
     }
     stack
+}
+
+/// Replays one change of the entry `seq` on the held keys: a key back at the value it had
+/// before sysprof first set it (or released) is no longer held. A key already held keeps its
+/// entry (no copy of the key or of its original value).
+fn hold(state: &mut BTreeMap<SysctlKey, Managed>, change: &KeyChange, seq: u64) {
+    match state.get_mut(&change.key) {
+        Some(held) if change.released || change.after.same_as(&held.original) => {
+            state.remove(&change.key);
+        }
+        Some(held) => {
+            held.value = change.after.clone();
+            held.set_by = seq;
+        }
+        // A key the kernel changed as a side effect does not become one sysprof holds (one it
+        // holds already moves with it, above).
+        None if change.implied || change.released || change.after.same_as(&change.before) => {}
+        None => {
+            let held = Managed {
+                value: change.after.clone(),
+                set_by: seq,
+                original: change.before.clone(),
+            };
+            state.insert(change.key.clone(), held);
+        }
+    }
+}
+
+/// Each entry's position by record id.
+fn seq_of(entries: &[Entry]) -> HashMap<&str, u64> {
+    entries.iter().map(|e| (e.id.as_str(), e.seq)).collect()
+}
+
+/// The positions some entry's `restores` names: the only ones whose earlier state a replay
+/// needs again.
+fn targets(entries: &[Entry], seq_of: &HashMap<&str, u64>) -> HashSet<u64> {
+    let restored = entries.iter().filter_map(|e| e.record.restores.as_deref());
+    restored.filter_map(|id| seq_of.get(id).copied()).collect()
 }

@@ -216,6 +216,10 @@ fn check_component(text: &str, component: &str, allow_glob: bool) -> Result<()> 
     if allow_glob && component == "*" {
         return Ok(());
     }
+    // Byte by byte first (every allowed character is ASCII); chars only to name a bad one.
+    if component.bytes().all(|b| is_key_char(char::from(b))) {
+        return Ok(());
+    }
     if let Some(bad) = component.chars().find(|c| !is_key_char(*c)) {
         return Err(reject(
             text,

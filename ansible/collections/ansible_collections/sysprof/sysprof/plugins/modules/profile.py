@@ -237,6 +237,7 @@ EXIT_MEANINGS = {
     7: "sysctl root, network namespace or permissions unusable",
     8: "a health gate tripped (apply --watch rolled the change back)",
     9: "apply --stage: this host is not in the stage (nothing was changed)",
+    10: "apply PLAN: the saved plan no longer matches this host (nothing was changed)",
     64: "command-line usage error",
 }
 
