@@ -553,6 +553,27 @@ class Catalogue:
             if spec.get("scope") != scope and not read_only and spec.get("scope") in (
                     "netns", "global", "ipc", "init_only", "ro_in_child"):
                 out.append("%s: curated scope %s, tables and dumps say %s" % (name, spec["scope"], scope))
+            out += self.history_contradictions(name, spec, record)
+        return out
+
+    def history_contradictions(self, name, spec, record):
+        """Per-release facts a curated entry leaves out or states otherwise: the scopes of older
+        releases and of a pattern's instances (from the dumps), and older bounds (from the
+        tables, where the curated entry states bounds and the handler is a generic parser)."""
+        out = []
+        _, older_scopes = self.scope_history(name, record)
+        if "scope" in spec and (spec.get("older_scopes") or None) != older_scopes:
+            out.append("%s: curated older_scopes %s, dumps say %s"
+                       % (name, spec.get("older_scopes"), older_scopes))
+        instance = self.instance_scopes(name, spec.get("scope"))
+        if (spec.get("instance_scopes") or None) != instance:
+            out.append("%s: curated instance_scopes %s, dumps say %s"
+                       % (name, spec.get("instance_scopes"), instance))
+        if spec.get("kernel_bounds") and not record.get("custom"):
+            _, older_bounds = self.bounds_history(name)
+            if (spec.get("older_bounds") or None) != older_bounds:
+                out.append("%s: curated older_bounds %s, tables say %s"
+                           % (name, spec.get("older_bounds"), older_bounds))
         return out
 
     def build(self):

@@ -67,6 +67,16 @@ STANDARD = {
     "rds_tcp_rcvbuf_handler": {"elem": "int"},
 }
 
+# The kernel's generic parsers: for these the element type's range is enforced as such (a
+# number beyond it is refused). Every other handler in STANDARD, and every wrapper around one of
+# these, checks (or ignores) values in its own code.
+GENERIC = {"proc_dointvec", "proc_dointvec_minmax", "proc_douintvec", "proc_douintvec_minmax",
+           "proc_dou8vec_minmax", "proc_doulongvec_minmax", "proc_dobool",
+           "proc_dointvec_jiffies", "proc_dointvec_userhz_jiffies", "proc_dointvec_ms_jiffies",
+           "proc_dointvec_ms_jiffies_minmax", "proc_doulongvec_ms_jiffies_minmax",
+           "proc_do_static_key", "proc_dointvec_minmax_sysadmin",
+           "proc_dointvec_minmax_coredump"}
+
 # Handlers whose value is not a list of integers, by what they read and write.
 SPECIAL_SHAPES = {
     "ipv4_local_port_range": "port_range",
@@ -823,7 +833,8 @@ def build(tree, source, table, entry, kind, reg_file, semantics=None):
     if elem:
         record["len"] = vector_length(tree, resolver, entry.get("maxlen"), elem)
         bounds(record, info, entry, resolver, semantics)
-        if elem == "ulong" and semantics.get("ulong_negative_ignored") and not record.get("hz"):
+        if elem == "ulong" and semantics.get("ulong_negative_ignored") and not record.get("hz") \
+                and not own_code(info):
             record["negative"] = "ignored"
         for side in ("extra1", "extra2"):
             if info.get("minmax") and info.get("table_extras", True) and entry.get(side):
@@ -836,15 +847,22 @@ def build(tree, source, table, entry, kind, reg_file, semantics=None):
     return record
 
 
+def own_code(info):
+    """Whether a handler checks values in its own code (not one of the GENERIC parsers as such)."""
+    return bool(info.get("custom")) or info.get("parse") not in GENERIC
+
+
 def bounds(record, info, entry, resolver, semantics=None):
     """kernel min/max: the type's range (as this tree's parser reads it), narrowed by
-    extra1/extra2 where the handler checks them."""
+    extra1/extra2 where the handler checks them. A handler of its own (not one of the GENERIC
+    parsers, or a wrapper around one) may refuse, clamp or ignore values in code: a side only
+    the type's range would give is left unchecked, one from extra1/extra2 is kept."""
     low, high = ELEM_RANGE[record["elem"]]
     if record["elem"] == "bool" and (semantics or {}).get("bool_range"):
         low, high = semantics["bool_range"]
     if record.get("hz"):
         low = high = None
-    extras = {}
+    extras, values = {}, {}
     if info.get("minmax"):
         if "extra1" in info or "extra2" in info:
             extras = {"extra1": str(info.get("extra1", "")), "extra2": str(info.get("extra2", ""))}
@@ -876,6 +894,10 @@ def bounds(record, info, entry, resolver, semantics=None):
     if record["elem"] == "u8" and not record.get("hz"):
         low = 0 if low is None or low < 0 else low
         high = 255 if high is None or high > 255 else high
+    if own_code(info):
+        from_extras = {side for side, (value, _) in values.items() if value is not None}
+        low = low if "extra1" in from_extras else None
+        high = high if "extra2" in from_extras else None
     record["min"], record["max"] = low, high
 
 

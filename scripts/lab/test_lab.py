@@ -8,8 +8,8 @@ from pathlib import Path
 
 from . import cpio, introspect, kernels
 from .steps import Out, profile_yaml, same_value
-from .steps.agreement import child_claim, instances
-from .steps.bounds import Bounds, resolve
+from .steps.agreement import child_claim, in_source, instances
+from .steps.bounds import Bounds, bounds_on, resolve, same_number, skip_reason
 from .steps.crash import _history_problems
 
 
@@ -97,14 +97,46 @@ class BoundsTest(unittest.TestCase):
 
     def test_judging_rows(self):
         judge = Bounds._judge
-        self.assertEqual(judge(["k", "min", "0", "ok", "0", "restored"]), "")
-        self.assertEqual(judge(["k", "max+1", "3", "Invalid argument", "1", "restored"]), "")
-        self.assertIn("accepted", judge(["k", "max+1", "3", "ok", "3", "restored"]))
+        ok = ["restored", "changed"]
+        self.assertEqual(judge(["k", "min", "0", "ok", "0", *ok]), "")
+        self.assertEqual(judge(["k", "max+1", "3", "Invalid argument", "1", *ok]), "")
+        self.assertIn("accepted", judge(["k", "max+1", "3", "ok", "3", *ok]))
         self.assertIn("not EINVAL", judge(["k", "min-1", "-1", "Operation not permitted", "0",
-                                           "restored"]))
-        self.assertIn("rejected", judge(["k", "max", "65535", "Invalid argument", "1024",
-                                         "restored"]))
-        self.assertIn("not restored", judge(["k", "min", "0", "ok", "0", "not-restored"]))
+                                           *ok]))
+        self.assertIn("rejected", judge(["k", "max", "65535", "Invalid argument", "1024", *ok]))
+        self.assertIn("not restored", judge(["k", "min", "0", "ok", "0", "not-restored",
+                                             "changed"]))
+
+    def test_a_dropped_negative_must_leave_the_value(self):
+        judge = Bounds._judge
+        kept = ["k", "min-1", "-1", "ok", "65536", "restored", "unchanged"]
+        self.assertEqual(judge(kept, negative_ignored=True), "")
+        self.assertIn("accepted", judge(kept))
+        stored = ["k", "min-1", "-1", "ok", "-1", "restored", "changed"]
+        self.assertIn("keeps the value", judge(stored, negative_ignored=True))
+        refused = ["k", "min-1", "-1", "Invalid argument", "65536", "restored", "unchanged"]
+        self.assertIn("keeps the value", judge(refused, negative_ignored=True))
+        self.assertEqual(judge(refused), "")
+
+    def test_bounds_follow_the_release(self):
+        entry = {"kernel_bounds": {"min": 0, "max": 5},
+                 "older_bounds": [{"before": "6.1", "min": 0, "max": 2,
+                                   "negative_ignored": True},
+                                  {"before": "6.12", "min": 0, "max": 3}]}
+        self.assertEqual(bounds_on(entry, "5.10"), ({"min": 0, "max": 2}, True))
+        self.assertEqual(bounds_on(entry, "6.1"), ({"min": 0, "max": 3}, False))
+        self.assertEqual(bounds_on(entry, "6.12"), ({"min": 0, "max": 5}, False))
+        self.assertEqual(bounds_on({"older_bounds": [{"before": "6.1"}]}, "5.10"),
+                         (None, False))
+
+    def test_hex_read_backs_are_numbers(self):
+        self.assertTrue(same_number("0xffffffff", "4294967295"))
+        self.assertTrue(same_number("0x0000", "0"))
+        self.assertFalse(same_number("1", "2147483647"))
+        self.assertFalse(same_number("!", "1"))
+        self.assertEqual(skip_reason({"trigger": True})[:9], "a trigger")
+        self.assertIn("one-way", skip_reason({"one_way": {"note": "n"}}))
+        self.assertIsNone(skip_reason({}))
 
 
 class AgreementTest(unittest.TestCase):
@@ -115,6 +147,13 @@ class AgreementTest(unittest.TestCase):
         self.assertEqual(instances("net.ipv4.conf.*.rp_filter"),
                          ["net.ipv4.conf.all.rp_filter", "net.ipv4.conf.default.rp_filter"])
 
+    def test_source_directories_filled_at_run_time(self):
+        source = {"kernel.sched_domain", "vm.swappiness"}
+        self.assertTrue(in_source("kernel.sched_domain.*.*.flags", source))
+        self.assertTrue(in_source("vm.swappiness", source))
+        self.assertFalse(in_source("vm.swappiness_x", source))
+        self.assertFalse(in_source("kernel.sched_rt_period_us", source))
+
     def test_child_claims(self):
         finding = {"rule": "not-writable-in-netns"}
         self.assertEqual(child_claim([]), "writable")
@@ -124,6 +163,10 @@ class AgreementTest(unittest.TestCase):
                          "absent")
         self.assertEqual(child_claim([{**finding, "message": "k is not namespaced: ..."}]),
                          "global")
+        read_only = {"rule": "read-only-key", "message": "k is read-only: ..."}
+        self.assertEqual(child_claim([read_only]), "read-only")
+        self.assertEqual(child_claim([read_only, {**finding, "message": "k is absent in a"}]),
+                         "absent")
 
 
 class CrashHistoryTest(unittest.TestCase):

@@ -11,8 +11,8 @@ the findings are the catalogue's claims:
   finding. The catalogue's releases are source releases: a key X's source tables have but this
   build of X lacks (a filesystem or driver Debian's cloud kernel leaves out) agrees, and is
   counted in a note; a key X's source lacks must be absent;
-- in a child namespace: writable (no ``not-writable-in-netns``), read-only, absent, or global
-  (not namespaced: the child sees the host's own file).
+- in a child namespace: writable (no ``not-writable-in-netns`` or ``read-only-key``),
+  read-only, absent, or global (not namespaced: the child sees the host's own file).
 
 A key agrees when the dump says the same. One guest boot covers any catalogue size.
 """
@@ -38,7 +38,8 @@ def instances(key):
 
 
 def child_claim(findings):
-    """What a child-namespace validation says about a key."""
+    """What a child-namespace validation says about a key (a ``read-only-key`` finding: it is
+    read-only everywhere, so in a child namespace too)."""
     for f in findings:
         if f["rule"] == "not-writable-in-netns":
             if "read-only" in f["message"]:
@@ -46,6 +47,8 @@ def child_claim(findings):
             if "absent" in f["message"]:
                 return "absent"
             return "global"
+    if any(f["rule"] == "read-only-key" for f in findings):
+        return "read-only"
     return "writable"
 
 
@@ -101,7 +104,7 @@ class Agreement:
         claims_exists = not any(f["rule"] in EXISTENCE_RULES for f in plain)
         exists = key in self.dump["init"]
         name = f"validate {key}"
-        if claims_exists and not exists and entry in self.source:
+        if claims_exists and not exists and in_source(entry, self.source):
             self.unbuilt += 1
             return Check(name, True)
         if claims_exists != exists:
@@ -123,6 +126,13 @@ def source_keys(release):
     if not path.exists():
         return set()
     return set(json.loads(path.read_text())["keys"])
+
+
+def in_source(key, source):
+    """Whether a release's source registers a catalogue key: the key itself, or a directory
+    above it that the kernel fills at run time (5.10's ``kernel.sched_domain``)."""
+    parts = key.split(".")
+    return any(".".join(parts[:n]) in source for n in range(1, len(parts) + 1))
 
 
 def findings_by_key(ctx, keys, child):
