@@ -210,9 +210,10 @@ class Tree:
         for rel in self.corpus():
             text = self.read(rel)
             if rel.endswith(".h"):
+                ambiguous = cparse.ambiguous_macros(text)
                 for name, (params, body) in cparse.macros(text).items():
-                    if params is None:
-                        self._header_defs.setdefault(name, body)
+                    if params is None:  # a conditional definition cannot be evaluated here
+                        self._header_defs.setdefault(name, None if name in ambiguous else body)
             for m in GLOBAL_INIT.finditer(text):
                 self._globals.setdefault(m.group(1), m.group(2).strip())
             for body in ENUM_BODY.finditer(text):

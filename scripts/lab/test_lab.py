@@ -8,7 +8,7 @@ from pathlib import Path
 
 from . import cpio, introspect, kernels
 from .steps import Out, profile_yaml, same_value
-from .steps.agreement import child_claim, in_source, instances
+from .steps.agreement import child_claim, child_truth, in_source, instances, writable_by_hook
 from .steps.bounds import Bounds, bounds_on, resolve, same_number, skip_reason
 from .steps.crash import _history_problems
 
@@ -146,6 +146,21 @@ class AgreementTest(unittest.TestCase):
         self.assertEqual(instances("vm.swappiness"), ["vm.swappiness"])
         self.assertEqual(instances("net.ipv4.conf.*.rp_filter"),
                          ["net.ipv4.conf.all.rp_filter", "net.ipv4.conf.default.rp_filter"])
+
+    def test_child_truth_counts_writes_a_permissions_hook_lets_through(self):
+        writes = ("/proc/sys/kernel/msg_next_id\tInvalid argument\n"
+                  "/proc/sys/kernel/osrelease\tPermission denied\n"
+                  "/proc/sys/kernel/sem_next_id\tok\n")
+        hooked = writable_by_hook(writes)
+        self.assertEqual(hooked, {"kernel.msg_next_id", "kernel.sem_next_id"})
+        ro = {"mode": "0444", "value": "-1"}
+        dump = {"child_netns": {"kernel.msg_next_id": ro, "kernel.osrelease": ro,
+                                "vm.swappiness": {"mode": "0644", "value": "60"}},
+                "child_writable": hooked}
+        self.assertEqual(child_truth(dump, "kernel.msg_next_id"), "writable")
+        self.assertEqual(child_truth(dump, "kernel.osrelease"), "read-only")
+        self.assertEqual(child_truth(dump, "vm.swappiness"), "writable")
+        self.assertEqual(child_truth(dump, "net.core.rmem_max"), "absent")
 
     def test_source_directories_filled_at_run_time(self):
         source = {"kernel.sched_domain", "vm.swappiness"}

@@ -56,9 +56,12 @@ SKIP_SIDES = {
 PROBE_SHAPES = {"int", "bool", "enum"}
 # Keys the kernel also checks against another key: that key is set first (and restored after)
 # so the probe sees the table's own bound. ip_unprivileged_port_start may not exceed the low
-# end of ip_local_port_range (net/ipv4/sysctl_net_ipv4.c).
+# end of ip_local_port_range (net/ipv4/sysctl_net_ipv4.c); the RT runtime may not exceed the RT
+# period unless it is -1, unlimited (sched_rt_global_validate, kernel/sched/rt.c).
 CONTEXT = {
     "net.ipv4.ip_unprivileged_port_start": ("net.ipv4.ip_local_port_range", "65535 65535"),
+    "kernel.sched_rt_period_us": ("kernel.sched_rt_runtime_us", "-1"),
+    "kernel.sched_rt_runtime_us": ("kernel.sched_rt_period_us", "2147483647"),
 }
 # Keys written in pairs (mm/page-writeback.c): writing one zeroes the other, and 0 is outside
 # the bytes key's own table, so a bytes key whose original is 0 is restored by writing its
