@@ -118,6 +118,31 @@ class BoundsTest(unittest.TestCase):
         self.assertIn("keeps the value", judge(refused, negative_ignored=True))
         self.assertEqual(judge(refused), "")
 
+    def test_a_key_that_is_another_keys_context_is_judged_on_its_own_rows(self):
+        rows = [("kernel.sched_rt_runtime_us", "set", "-1", "ok", "950000", "kept", "changed"),
+                ("kernel.sched_rt_period_us", "self", "1000000", "ok", "1000000", "restored",
+                 "unchanged"),
+                ("kernel.sched_rt_period_us", "min", "1", "ok", "1", "restored", "changed"),
+                ("kernel.sched_rt_period_us", "min-1", "0", "Invalid argument", "1000000",
+                 "restored", "unchanged"),
+                ("kernel.sched_rt_runtime_us", "unset", "", "ok", "950000", "restored",
+                 "unchanged"),
+                ("kernel.sched_rt_period_us", "set", "2147483647", "ok", "1000000", "kept",
+                 "changed"),
+                ("kernel.sched_rt_runtime_us", "self", "950000", "ok", "950000", "restored",
+                 "unchanged"),
+                ("kernel.sched_rt_runtime_us", "min", "-1", "ok", "-1", "restored", "changed"),
+                ("kernel.sched_rt_period_us", "unset", "", "ok", "1000000", "restored",
+                 "unchanged")]
+        text = "".join("\t".join(r) + "\n" for r in rows)
+        probe = Bounds()
+        probe.plan = {"kernel.sched_rt_period_us": [("self", "-"), ("min", 1), ("min-1", 0)],
+                      "kernel.sched_rt_runtime_us": [("self", "-"), ("min", -1)]}
+        checks = probe.analyze(None, Out({"bounds/result.tsv": text.encode()}, "bounds"))
+        self.assertTrue(all(c.ok for c in checks), [c for c in checks if not c.ok])
+        self.assertEqual(probe.tally["probed"], 2)
+        self.assertEqual(probe.tally["confirmed"], 3)
+
     def test_bounds_follow_the_release(self):
         entry = {"kernel_bounds": {"min": 0, "max": 5},
                  "older_bounds": [{"before": "6.1", "min": 0, "max": 2,
