@@ -9,7 +9,7 @@ from pathlib import Path
 from . import cpio, introspect, kernels
 from .steps import Out, profile_yaml, same_value
 from .steps.agreement import child_claim, child_truth, in_source, instances, writable_by_hook
-from .steps.bounds import Bounds, bounds_on, resolve, same_number, skip_reason
+from .steps.bounds import Bounds, bounds_on, refused_reason, resolve, same_number, skip_reason
 from .steps.crash import _history_problems
 
 
@@ -153,6 +153,16 @@ class BoundsTest(unittest.TestCase):
         self.assertEqual(bounds_on(entry, "6.12"), ({"min": 0, "max": 5}, False))
         self.assertEqual(bounds_on({"older_bounds": [{"before": "6.1"}]}, "5.10"),
                          (None, False))
+
+    def test_a_value_outside_its_own_table_is_restored_through_a_pair_or_skipped(self):
+        refused = ["k", "self", "0", "Invalid argument", "0", "restored", "unchanged"]
+        self.assertIsNone(refused_reason("vm.dirty_bytes", refused))
+        self.assertIn("outside its own table", refused_reason("kernel.max_rcu_stall_to_panic",
+                                                               refused))
+        denied = ["k", "self", "1", "Operation not supported", "1", "restored", "unchanged"]
+        self.assertIn("not writable", refused_reason("kernel.sched_energy_aware", denied))
+        self.assertIsNone(refused_reason("k", ["k", "self", "1", "ok", "1", "restored",
+                                               "unchanged"]))
 
     def test_hex_read_backs_are_numbers(self):
         self.assertTrue(same_number("0xffffffff", "4294967295"))

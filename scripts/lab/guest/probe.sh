@@ -4,7 +4,8 @@
 # key's own value (VALUE is empty). PAIR names a key writing this one zeroes (vm.dirty_bytes and
 # vm.dirty_ratio): when the original cannot be written back, the pair's original is. Label "set"
 # instead writes a context value another key's probe needs (a kernel cross-check) and keeps it
-# until a line labelled "unset" for the same key writes the original back. OUT lines:
+# until a line labelled "unset" for the same key writes the original back. A key whose "self"
+# write fails (and has no PAIR) gets no further writes. OUT lines:
 #   KEY TAB LABEL TAB VALUE TAB ok|ERROR-TEXT|absent|read-only TAB READBACK TAB
 #   restored|not-restored TAB unchanged|changed   (READBACK equal to the original or not)
 #
@@ -15,6 +16,7 @@
 # offset, so the shell cannot read sysctls itself).
 . /etc/lab/lib.sh
 tab=$(printf '\t')
+refused=
 rm -f /tmp/.probe.q /tmp/.probe.a
 mkfifo /tmp/.probe.q /tmp/.probe.a
 awk '{ v = ""; r = (getline v < $0); close($0); print (r > 0 ? "=" v : "!"); fflush() }' \
@@ -41,6 +43,7 @@ while IFS=$tab read -r key label value pair; do
         continue ;;
     self) value=$orig ;;
     esac
+    [ "$key" = "$refused" ] && continue
     pf= pair_orig= pair_now=
     if [ -n "$pair" ]; then
         pf=$(key_path "$pair"); echo "$pf" >&3; IFS= read -r pair_orig <&4; pair_orig=${pair_orig#=}
@@ -60,6 +63,8 @@ while IFS=$tab read -r key label value pair; do
     echo "$f" >&3; IFS= read -r now <&4; now=${now#=}
     [ "$now" = "$orig" ] && [ "${pair_now-}" = "${pair_orig-}" ] && restored=restored || restored=not-restored
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$key" "$label" "$value" "${result:-error}" "$back" "$restored" "$kept"
+    # a key that refuses its own value and has no pair to restore it through is not probed
+    [ "$label" = self ] && [ "$result" != ok ] && [ -z "$pair" ] && refused=$key
 done <"$1" >"$2"
 exec 3>&- 4<&-
 wait

@@ -218,9 +218,9 @@ class Bounds:
                 tally["skipped"][key] = {"absent": "absent on this kernel",
                                          "read-only": "read-only on this kernel"}[got[0][3]]
                 continue
-            if got[0][1] == "self" and got[0][3] != "ok":
-                tally["skipped"][key] = (f"writing its own value {got[0][2]!r} back fails "
-                                         f"({got[0][3]}): not writable on this machine")
+            reason = refused_reason(key, got[0])
+            if reason:
+                tally["skipped"][key] = reason
                 continue
             got = [r for r in got if r[1] != "self"]
             tally["probed"] += 1
@@ -264,6 +264,20 @@ class Bounds:
         if restored != "restored":
             problems.append(f"original value not restored after {label}")
         return "; ".join(problems)
+
+
+def refused_reason(key, row):
+    """Why a key whose own value could not be written back is not probed, or None: a boot
+    value outside the key's own table (EINVAL) cannot be restored, unless through its pair."""
+    _, label, value, result = row[:4]
+    if label != "self" or result == "ok":
+        return None
+    if result == "Invalid argument":
+        if key in RESTORE_VIA:
+            return None
+        return (f"its value {value!r} lies outside its own table (EINVAL when written back): "
+                "the probe could not restore it")
+    return f"writing its own value {value!r} back fails ({result}): not writable here"
 
 
 def same_number(back, value):
