@@ -25,8 +25,8 @@ mod key_chars;
 
 use types::{
     Bounds, Change, Condition, DataRule, HzKind, Index, Indexed, K8s, K8sClass, KeySpec, Literal,
-    Name, OlderDefault, OneWay, OneWayKind, Op, Scalar, Scope, Severity, Shape, Version,
-    VersionReq,
+    Name, OlderBounds, OlderDefault, OlderScope, OneWay, OneWayKind, Op, Scalar, Scope, Severity,
+    Shape, Version, VersionReq,
 };
 
 fn main() {
@@ -290,6 +290,31 @@ impl Rust for OlderDefault {
     }
 }
 
+impl Rust for OlderScope {
+    fn write(&self, out: &mut String) {
+        let OlderScope { before, scope } = self;
+        fields(out, "OlderScope", &[("before", before), ("scope", scope)]);
+    }
+}
+
+impl Rust for OlderBounds {
+    fn write(&self, out: &mut String) {
+        let OlderBounds {
+            before,
+            min,
+            max,
+            negative_ignored,
+        } = self;
+        let list: [(&str, &dyn Rust); 4] = [
+            ("before", before),
+            ("min", min),
+            ("max", max),
+            ("negative_ignored", negative_ignored),
+        ];
+        fields(out, "OlderBounds", &list);
+    }
+}
+
 impl Rust for Change {
     fn write(&self, out: &mut String) {
         let Change { since, note } = self;
@@ -306,6 +331,7 @@ impl Rust for KeySpec {
             values,
             unit,
             kernel_bounds,
+            older_bounds,
             recommended,
             default,
             default_note,
@@ -316,6 +342,8 @@ impl Rust for KeySpec {
             changes,
             replacement,
             scope,
+            older_scopes,
+            instance_scopes,
             ro_in_child_since,
             namespaced_since,
             k8s,
@@ -331,13 +359,14 @@ impl Rust for KeySpec {
             generated,
             covered: _,
         } = self;
-        let list: [(&str, &dyn Rust); 30] = [
+        let list: [(&str, &dyn Rust); 33] = [
             ("key", key),
             ("shape", shape),
             ("len", len),
             ("values", values),
             ("unit", unit),
             ("kernel_bounds", kernel_bounds),
+            ("older_bounds", older_bounds),
             ("recommended", recommended),
             ("default", default),
             ("default_note", default_note),
@@ -348,6 +377,8 @@ impl Rust for KeySpec {
             ("changes", changes),
             ("replacement", replacement),
             ("scope", scope),
+            ("older_scopes", older_scopes),
+            ("instance_scopes", instance_scopes),
             ("ro_in_child_since", ro_in_child_since),
             ("namespaced_since", namespaced_since),
             ("k8s", k8s),

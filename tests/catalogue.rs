@@ -195,6 +195,18 @@ const DEFAULT_OUTSIDE_BOUNDS: &[(&str, &str)] = &[
         "-1 means unlimited; writes must be >= 0 and below the current limit",
     ),
     (
+        "kernel.msg_next_id",
+        "-1 means 'the next free id'; a checkpoint/restore write must be >= 0",
+    ),
+    (
+        "kernel.sem_next_id",
+        "-1 means 'the next free id'; a checkpoint/restore write must be >= 0",
+    ),
+    (
+        "kernel.shm_next_id",
+        "-1 means 'the next free id'; a checkpoint/restore write must be >= 0",
+    ),
+    (
         "kernel.max_rcu_stall_to_panic",
         "starts at 0 (unused until panic_on_rcu_stall), extra1 is SYSCTL_ONE",
     ),

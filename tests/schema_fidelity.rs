@@ -141,9 +141,10 @@ fn claims_to_exist(spec: &KeySpec, kernel: Version) -> bool {
     spec.exists_on(kernel) && !never
 }
 
-/// Whether a child netns on `kernel` sees the key read-only.
-fn read_only_in_child(spec: &KeySpec, kernel: Version) -> bool {
-    spec.scope == Scope::RoInChild && spec.ro_in_child_since.is_none_or(|v| kernel >= v)
+/// The scope the schema gives one concrete key on `kernel` (older releases' scopes and a
+/// pattern's own instances, such as the neighbour tables' `default`, included).
+fn scope_of(spec: &KeySpec, key: &str, kernel: Version) -> Scope {
+    spec.scope_of(&key.split('.').collect::<Vec<_>>(), kernel)
 }
 
 /// The text written to probe `n`: repeated for every element of tuples and port ranges.
@@ -245,7 +246,7 @@ fn child_claims(specs: Vec<KeySpec>, kernel: Version) -> Tally {
                 });
                 continue;
             }
-            match spec.scope {
+            match scope_of(spec, key, kernel) {
                 Scope::InitOnly => {
                     tally.claim(key, "init_only: absent in a child netns", !present, || {
                         "present".into()
@@ -260,7 +261,7 @@ fn child_claims(specs: Vec<KeySpec>, kernel: Version) -> Tally {
                     }
                     let current = read(key).unwrap_or_default();
                     let result = write(key, &current);
-                    if read_only_in_child(spec, kernel) {
+                    if scope_of(spec, key, kernel) == Scope::RoInChild {
                         let denied = matches!(result, Err(Errno::EACCES | Errno::EPERM));
                         tally.claim(
                             key,
@@ -275,7 +276,8 @@ fn child_claims(specs: Vec<KeySpec>, kernel: Version) -> Tally {
                             result.is_ok(),
                             || format!("writing {current:?} back: {}", shown(&result)),
                         );
-                        if let (Some(bounds), 0, Ok(())) = (spec.kernel_bounds, i, result) {
+                        let bounds = spec.kernel_bounds_on(kernel);
+                        if let (Some(bounds), 0, Ok(())) = (bounds, i, result) {
                             probe_bounds(spec, key, bounds, &mut tally);
                         }
                     }
@@ -314,10 +316,12 @@ fn host_claims(specs: &[KeySpec], kernel: Version, tally: &mut Tally) {
 
 /// The host's value of every key the probe writes (the netns-scoped ones), to prove it never
 /// reached the host. Counters (`ro_in_child`, global) move by themselves and are left out.
-fn host_values(specs: &[KeySpec]) -> BTreeMap<String, String> {
-    let written = specs.iter().filter(|s| s.scope == Scope::Netns);
+fn host_values(specs: &[KeySpec], kernel: Version) -> BTreeMap<String, String> {
+    let written = specs.iter().flat_map(|s| {
+        let keys = names(s).into_iter();
+        keys.filter(move |k| scope_of(s, k, kernel) == Scope::Netns)
+    });
     written
-        .flat_map(names)
         .filter_map(|k| read(&k).ok().map(|v| (k, v)))
         .collect()
 }
@@ -334,14 +338,14 @@ fn keys_yaml_matches_the_running_kernel_in_a_throwaway_namespace() {
         .filter(|s| !s.generated)
         .cloned()
         .collect();
-    let host_before = host_values(&curated);
+    let host_before = host_values(&curated, kernel);
 
     let mut tally = Tally::default();
     host_claims(&curated, kernel, &mut tally);
     let specs = curated.clone();
     tally.merge(in_netns(&ns, move || child_claims(specs, kernel)));
 
-    let host_after = host_values(&curated);
+    let host_after = host_values(&curated, kernel);
     let changed: Vec<_> = host_before
         .iter()
         .filter(|(k, v)| host_after.get(*k) != Some(v))

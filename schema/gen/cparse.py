@@ -253,6 +253,15 @@ def macros(text):
     return out
 
 
+def ambiguous_macros(text):
+    """Object-like macros a file defines more than once with different bodies (the branches of
+    an #if, such as MAX_SKB_FRAGS by page size): which one holds depends on the configuration."""
+    bodies = {}
+    for m in re.finditer(r"^[ \t]*#[ \t]*define[ \t]+(\w+)([ \t].*)?$", text, re.M):
+        bodies.setdefault(m.group(1), set()).add((m.group(2) or "").strip())
+    return {name for name, seen in bodies.items() if len(seen) > 1}
+
+
 def expand(text, defs, depth=0):
     """Expands the function-like macros of `defs` in `text` (with # and ##), repeatedly."""
     if depth > 6:

@@ -28,11 +28,15 @@ import docs  # noqa: E402
 import tables  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-# Covered releases and the Debian suites whose linux-source-<release> package carries them.
+# Covered releases and the Debian suite whose linux-source-<release> package carries them. The
+# suite is the one the kernel lab boots its kernel from (KERNELS in scripts/lab/kernels.py: the
+# point release, not the security suite), so the catalogue's facts are those of the kernel the
+# lab checks them on: stable updates change tables (bounds added to conntrack, tcp_reordering,
+# tty ldisc_autoload in 5.10.2xx), and a newer source than the booted kernel disagrees with it.
 RELEASES = {
-    "5.10": ("bullseye", "bullseye-security"),
-    "6.1": ("bookworm", "bookworm-security"),
-    "6.12": ("trixie", "trixie-security"),
+    "5.10": ("bullseye",),
+    "6.1": ("bookworm",),
+    "6.12": ("trixie",),
     "7.2": ("sid",),
 }
 FORMAT = 1
@@ -92,19 +96,27 @@ def fetch(cache, releases):
     debs = os.path.join(cache, "debs")
     os.makedirs(debs, exist_ok=True)
     for release in releases:
-        package = "linux-source-" + release
+        package = "linux-source-%s/%s" % (release, RELEASES[release][0])
+        before = set(os.listdir(debs))
         subprocess.run(["apt-get"] + opts + ["download", package], check=True, cwd=debs)
-        unpack(cache, release)
+        got = sorted(set(os.listdir(debs)) - before) or [candidate_deb(cache, opts, release)]
+        unpack(cache, release, os.path.join(debs, got[0]))
 
 
-def unpack(cache, release):
-    """Unpacks the newest downloaded linux-source-<release> into <cache>/src/<release>."""
+def candidate_deb(cache, opts, release):
+    """The file name of the suite's linux-source-<release> (already in the cache)."""
+    suite = RELEASES[release][0]
+    text = subprocess.run(["apt-cache"] + opts + ["show", "linux-source-%s/%s" % (release, suite)],
+                          check=True, capture_output=True, text=True).stdout
+    version = re.search(r"^Version:\s*(\S+)", text, re.M).group(1)
+    return "linux-source-%s_%s_all.deb" % (release, version.replace(":", "%3a"))
+
+
+def unpack(cache, release, deb):
+    """Unpacks one downloaded linux-source-<release> package into <cache>/src/<release>."""
     target = os.path.join(cache, "src", release)
-    debs = sorted(glob.glob(os.path.join(cache, "debs", "linux-source-%s_*.deb" % release)),
-                  key=deb_version)
-    if not debs:
-        sys.exit("error: no linux-source-%s package in the cache; run fetch" % release)
-    deb = debs[-1]
+    if not os.path.exists(deb):
+        sys.exit("error: %s is not in the cache; run fetch" % deb)
     stamp = os.path.join(target, ".package")
     if os.path.exists(stamp) and open(stamp).read().strip() == os.path.basename(deb):
         return

@@ -228,9 +228,13 @@ class Catalogue:
         entry["shape"] = shape
         entry["len"] = length
         entry["unit"] = over.get("unit", unit_of(name, record))
-        read_only = self.read_only(name, record)
+        read_only = over.get("read_only", self.read_only(name, record))
         if shape in ("int", "tuple", "bool", "port_range") and not read_only:
-            entry["kernel_bounds"] = over.get("kernel_bounds", bounds_of(record))
+            if "kernel_bounds" in over:
+                entry["kernel_bounds"] = over["kernel_bounds"]
+                entry["older_bounds"] = over.get("older_bounds")
+            else:
+                entry["kernel_bounds"], entry["older_bounds"] = self.bounds_history(name)
         entry["hz"] = (record or {}).get("hz")
         trigger = bool(over.get("trigger", False))
         if not read_only and not trigger:
@@ -238,8 +242,12 @@ class Catalogue:
         entry["read_only"] = read_only or None
         entry["trigger"] = trigger or None
         entry["one_way"] = over.get("one_way")
-        entry["changes"] = (self.bound_changes(name, entry.get("kernel_bounds")) + list(over.get("changes", []))) or None
-        entry["scope"] = over.get("scope") or self.scope(name, record)
+        entry["changes"] = list(over.get("changes", [])) or None
+        if "scope" in over:
+            entry["scope"], entry["older_scopes"] = over["scope"], over.get("older_scopes")
+        else:
+            entry["scope"], entry["older_scopes"] = self.scope_history(name, record)
+        entry["instance_scopes"] = over.get("instance_scopes") or self.instance_scopes(name, entry["scope"])
         entry["namespaced_since"] = self.namespaced_since(name)
         entry["kernels"] = kernels
         entry["handler"] = (record or {}).get("handler")
@@ -279,8 +287,8 @@ class Catalogue:
         numeric = tokens is not None and tokens and all(re.match(r"^-?\d+$", t) for t in tokens)
         kind = (record or {}).get("shape")
         length = (record or {}).get("len")
-        if tokens is not None and numeric and len(tokens) > 1:
-            length = len(tokens)
+        if tokens is not None and numeric:
+            length = len(tokens)  # a vector prints every element: the live value decides
         if kind in ("string", "word_list", "port_list", "port_range", "tuple"):
             if kind == "tuple":
                 return "tuple", length or (len(tokens) if tokens else 2)
@@ -308,19 +316,44 @@ class Catalogue:
         return False
 
     def scope(self, name, record):
-        """netns / ro_in_child / init_only / global / ipc / uts / user / pid."""
+        """netns / ro_in_child / init_only / global / ipc / uts / user / pid, on the newest
+        covered kernel that shows the key."""
+        return self.scope_history(name, record)[0]
+
+    def scope_history(self, name, record):
+        """(scope, older_scopes): the scope on the newest covered kernel, and the scopes of the
+        older covered releases where they differ (a release's child-namespace dump decides;
+        releases without one follow the registration)."""
         kind = (record or {}).get("registration")
         if kind in ("ipc", "uts", "user", "pid"):
-            return kind
+            return kind, None
         if not name.startswith("net.") or kind == "global":
-            return "global"
+            return "global", None
+        per_release = {}
+        for release in self.covered:
+            scope = self.release_scope(name, release)
+            if scope:
+                per_release[release] = scope
+        if not per_release:
+            return ("init_only" if kind == "net_init" else "netns"), None
+        releases = list(per_release)
+        return per_release[releases[-1]], history(per_release, "scope")
+
+    def release_scope(self, name, release, instance=None):
+        """The scope one release's dumps show for a key (or for one instance of a pattern:
+        the `*` component replaced by `instance`), or None when no dump of it shows the key."""
         for dump in self.newest_dumps():
-            if not dump.get("child_netns"):
+            if dump["release"] != release or not dump.get("child_netns"):
                 continue
             init = self.instances(dump, name)
+            child = self.instances(dump, name, "child_netns")
+            if instance is not None:
+                star = split(name).index("*")
+                keep = lambda key: split(key)[star] == instance  # noqa: E731
+                init = {k: v for k, v in init.items() if keep(k)}
+                child = {k: v for k, v in child.items() if keep(k)}
             if not init:
                 continue
-            child = self.instances(dump, name, "child_netns")
             if not child:
                 return "init_only"
             writable = any(int(i["mode"], 8) & 0o200 for i in child.values())
@@ -328,7 +361,24 @@ class Catalogue:
             if init_writable and not writable:
                 return "ro_in_child"
             return "netns"
-        return "init_only" if kind == "net_init" else "netns"
+        return None
+
+    def instance_scopes(self, name, scope):
+        """{instance: scope} for the `all` and `default` instances of a network pattern whose
+        scope differs from the pattern's (the neighbour tables' `default` exists only in the
+        initial namespace); the same on every covered release that shows it."""
+        if "*" not in name or not name.startswith("net.") or scope not in ("netns", "ro_in_child"):
+            return None
+        out = {}
+        for instance in ("all", "default"):
+            seen = {r: self.release_scope(name, r, instance) for r in self.covered}
+            seen = {r: v for r, v in seen.items() if v}
+            if len(set(seen.values())) > 1:
+                self.problems.append("%s: the scope of its %s instance differs between releases: %s"
+                                     % (name, instance, seen))
+            if seen and list(seen.values())[-1] != scope:
+                out[instance] = list(seen.values())[-1]
+        return out or None
 
     def namespaced_since(self, name):
         """The first covered release where a key registered for the initial netns only on
@@ -395,25 +445,25 @@ class Catalogue:
             return None
         return next(iter(found.values())).get("value")
 
-    def bound_changes(self, name, bounds):
-        """`changes` entries where the kernel's bounds differed on older covered releases. A
-        side that cannot be evaluated statically on one release (HZ, struct sizes) is not
-        compared."""
-        out, previous = [], None
+    def bounds_history(self, name):
+        """(kernel_bounds, older_bounds) from the extracted tables: the newest release's
+        bounds, and those of older releases where they differ (a side the table leaves to the
+        type, or that cannot be evaluated, is unchecked; `negative_ignored` where the
+        release's parser accepts and drops a negative number)."""
+        per_release = {}
         for release in self.static_releases:
             record = self.static(release, name)
             if not record or "min" not in record:
                 continue
-            current = (record.get("min"), record.get("max"))
-            unknown = (bool(record.get("extra1_unresolved")), bool(record.get("extra2_unresolved")))
-            if previous:
-                differs = any(a != b and not (u or pu) for a, b, u, pu
-                              in zip(previous[0], current, unknown, previous[1]))
-                if differs:
-                    out.append({"since": release, "note": "kernel bounds changed from %s to %s"
-                                % (show_bounds(previous[0]), show_bounds(current))})
-            previous = (current, unknown)
-        return out
+            bounds = bounds_of(record) or {}
+            if record.get("negative") == "ignored":
+                bounds["negative_ignored"] = True
+            per_release[release] = bounds
+        if not per_release:
+            return None, None
+        newest = per_release[list(per_release)[-1]]
+        current = {k: v for k, v in newest.items() if k in ("min", "max")} or None
+        return current, history(per_release, None)
 
     def caveat(self, name):
         """The hand-written description."""
@@ -503,6 +553,27 @@ class Catalogue:
             if spec.get("scope") != scope and not read_only and spec.get("scope") in (
                     "netns", "global", "ipc", "init_only", "ro_in_child"):
                 out.append("%s: curated scope %s, tables and dumps say %s" % (name, spec["scope"], scope))
+            out += self.history_contradictions(name, spec, record)
+        return out
+
+    def history_contradictions(self, name, spec, record):
+        """Per-release facts a curated entry leaves out or states otherwise: the scopes of older
+        releases and of a pattern's instances (from the dumps), and older bounds (from the
+        tables, where the curated entry states bounds and the handler is a generic parser)."""
+        out = []
+        _, older_scopes = self.scope_history(name, record)
+        if "scope" in spec and (spec.get("older_scopes") or None) != older_scopes:
+            out.append("%s: curated older_scopes %s, dumps say %s"
+                       % (name, spec.get("older_scopes"), older_scopes))
+        instance = self.instance_scopes(name, spec.get("scope"))
+        if (spec.get("instance_scopes") or None) != instance:
+            out.append("%s: curated instance_scopes %s, dumps say %s"
+                       % (name, spec.get("instance_scopes"), instance))
+        if spec.get("kernel_bounds") and not record.get("custom"):
+            _, older_bounds = self.bounds_history(name)
+            if (spec.get("older_bounds") or None) != older_bounds:
+                out.append("%s: curated older_bounds %s, tables say %s"
+                           % (name, spec.get("older_bounds"), older_bounds))
         return out
 
     def build(self):
@@ -514,6 +585,19 @@ class Catalogue:
                 continue
             entries.append(self.entry(name))
         return entries
+
+
+def history(per_release, field):
+    """`older_*` entries from {release: value} in release order: one `{before: R, ...}` per
+    change, R the first release with the new value. With `field` the value is stored under it
+    (`{before, scope}`); without, the value is a dict merged in (`{before, min, max}`)."""
+    releases = list(per_release)
+    out = []
+    for a, b in zip(releases, releases[1:]):
+        if per_release[a] != per_release[b]:
+            value = {field: per_release[a]} if field else dict(per_release[a])
+            out.append(dict({"before": b}, **value))
+    return out or None
 
 
 def instance_order(item):
@@ -544,14 +628,6 @@ def bounds_of(record):
     if record.get("max") is not None:
         out["max"] = record["max"]
     return out or None
-
-
-def show_bounds(pair):
-    """`0..=255` or `unbounded`."""
-    low, high = pair
-    if low is None and high is None:
-        return "unchecked"
-    return "%s..=%s" % ("" if low is None else low, "" if high is None else high)
 
 
 UNITS = [

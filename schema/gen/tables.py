@@ -67,6 +67,16 @@ STANDARD = {
     "rds_tcp_rcvbuf_handler": {"elem": "int"},
 }
 
+# The kernel's generic parsers: for these the element type's range is enforced as such (a
+# number beyond it is refused). Every other handler in STANDARD, and every wrapper around one of
+# these, checks (or ignores) values in its own code.
+GENERIC = {"proc_dointvec", "proc_dointvec_minmax", "proc_douintvec", "proc_douintvec_minmax",
+           "proc_dou8vec_minmax", "proc_doulongvec_minmax", "proc_dobool",
+           "proc_dointvec_jiffies", "proc_dointvec_userhz_jiffies", "proc_dointvec_ms_jiffies",
+           "proc_dointvec_ms_jiffies_minmax", "proc_doulongvec_ms_jiffies_minmax",
+           "proc_do_static_key", "proc_dointvec_minmax_sysadmin",
+           "proc_dointvec_minmax_coredump"}
+
 # Handlers whose value is not a list of integers, by what they read and write.
 SPECIAL_SHAPES = {
     "ipv4_local_port_range": "port_range",
@@ -200,9 +210,10 @@ class Tree:
         for rel in self.corpus():
             text = self.read(rel)
             if rel.endswith(".h"):
+                ambiguous = cparse.ambiguous_macros(text)
                 for name, (params, body) in cparse.macros(text).items():
-                    if params is None:
-                        self._header_defs.setdefault(name, body)
+                    if params is None:  # a conditional definition cannot be evaluated here
+                        self._header_defs.setdefault(name, None if name in ambiguous else body)
             for m in GLOBAL_INIT.finditer(text):
                 self._globals.setdefault(m.group(1), m.group(2).strip())
             for body in ENUM_BODY.finditer(text):
@@ -539,7 +550,8 @@ def handler_info(tree, source, name, seen=None):
                 if sm:
                     merged[side + "_expr"] = sm.group(1).strip()
                     merged["file"] = where.rel
-                elif re.search(r"\b" + var + r"\s*=\s*\*\s*\w+\s*;", body):
+                elif re.search(r"\b" + var + r"\s*=\s*\*\s*\w+\s*;", body) or re.search(
+                        r"\bmemcpy\s*\(\s*&\s*" + var + r"\s*,\s*\w+\s*,", body):
                     merged["table_extras"] = True
         else:
             merged["table_extras"] = True
@@ -739,15 +751,34 @@ ELEM_RANGE = {"int": (-(2**31), 2**31 - 1), "uint": (0, 2**32 - 1), "u8": (0, 25
               "ulong": (0, 2**64 - 1), "bool": (-(2**31), 2**31 - 1)}
 
 
+def parser_semantics(tree):
+    """How this tree's generic parsers treat what they do not store, where releases differ:
+    `ulong_negative_ignored` when __do_proc_doulongvec_minmax skips a negative number (accepts
+    the write, keeps the value) instead of refusing it (EINVAL from 6.1); `bool_range` when
+    proc_dobool parses through do_proc_dobool_conv, which takes any number the unsigned long
+    parser reads (its sign dropped) and stores whether it is non-zero (from 6.3 it parses an
+    int: the int range, EINVAL beyond). Its negative side reaches -ULONG_MAX, beyond what the
+    catalogue's JSON output can carry: it is left unchecked (no EINVAL claimed)."""
+    text = tree.read("kernel/sysctl.c")
+    funcs = cparse.functions(text)
+    ulong = funcs.get("__do_proc_doulongvec_minmax", "")
+    dobool = funcs.get("proc_dobool", "")
+    out = {"ulong_negative_ignored": bool(re.search(r"if\s*\(\s*neg\s*\)\s*continue\s*;", ulong))}
+    if "do_proc_dobool_conv" in dobool:
+        out["bool_range"] = (None, 2**64 - 1)
+    return out
+
+
 def records(tree):
     """{dotted key: record} for every sysctl of the tree, plus the problems met."""
     mount_list, problems = mounts(tree)
     index = table_index(tree)
+    semantics = parser_semantics(tree)
     out = {}
     for path, source, table, kind, reg_file in mount_list:
         for comps, where, entry in walk_table(source, table, path, index):
             key = ".".join(c.replace(".", "/") for c in comps)
-            record = build(tree, where, table, entry, kind, reg_file)
+            record = build(tree, where, table, entry, kind, reg_file, semantics)
             if key in out:
                 out[key]["duplicates"] = out[key].get("duplicates", 0) + 1
                 continue
@@ -773,8 +804,9 @@ def dynamic_bounds(records):
                 record[side + "_unresolved"] = "the current value of " + other
 
 
-def build(tree, source, table, entry, kind, reg_file):
-    """The facts of one table entry."""
+def build(tree, source, table, entry, kind, reg_file, semantics=None):
+    """The facts of one table entry (`semantics`: the tree's `parser_semantics`)."""
+    semantics = semantics or {}
     resolver = Resolver(tree, source)
     handler = re.sub(r"^&\s*", "", entry.get("proc_handler", "")).strip()
     record = {"file": source.rel, "table": table, "registration": kind,
@@ -801,7 +833,10 @@ def build(tree, source, table, entry, kind, reg_file):
             record[side + "_runtime"] = expr
     if elem:
         record["len"] = vector_length(tree, resolver, entry.get("maxlen"), elem)
-        bounds(record, info, entry, resolver)
+        bounds(record, info, entry, resolver, semantics)
+        if elem == "ulong" and semantics.get("ulong_negative_ignored") and not record.get("hz") \
+                and not own_code(info):
+            record["negative"] = "ignored"
         for side in ("extra1", "extra2"):
             if info.get("minmax") and info.get("table_extras", True) and entry.get(side):
                 record[side] = entry[side]
@@ -813,12 +848,22 @@ def build(tree, source, table, entry, kind, reg_file):
     return record
 
 
-def bounds(record, info, entry, resolver):
-    """kernel min/max: the type's range, narrowed by extra1/extra2 where the handler checks them."""
+def own_code(info):
+    """Whether a handler checks values in its own code (not one of the GENERIC parsers as such)."""
+    return bool(info.get("custom")) or info.get("parse") not in GENERIC
+
+
+def bounds(record, info, entry, resolver, semantics=None):
+    """kernel min/max: the type's range (as this tree's parser reads it), narrowed by
+    extra1/extra2 where the handler checks them. A handler of its own (not one of the GENERIC
+    parsers, or a wrapper around one) may refuse, clamp or ignore values in code: a side only
+    the type's range would give is left unchecked, one from extra1/extra2 is kept."""
     low, high = ELEM_RANGE[record["elem"]]
+    if record["elem"] == "bool" and (semantics or {}).get("bool_range"):
+        low, high = semantics["bool_range"]
     if record.get("hz"):
         low = high = None
-    extras = {}
+    extras, values = {}, {}
     if info.get("minmax"):
         if "extra1" in info or "extra2" in info:
             extras = {"extra1": str(info.get("extra1", "")), "extra2": str(info.get("extra2", ""))}
@@ -850,6 +895,10 @@ def bounds(record, info, entry, resolver):
     if record["elem"] == "u8" and not record.get("hz"):
         low = 0 if low is None or low < 0 else low
         high = 255 if high is None or high > 255 else high
+    if own_code(info):
+        from_extras = {side for side, (value, _) in values.items() if value is not None}
+        low = low if "extra1" in from_extras else None
+        high = high if "extra2" in from_extras else None
     record["min"], record["max"] = low, high
 
 

@@ -226,7 +226,7 @@ def dump_entries(entries, header=""):
                 continue
             if field in ("caveat", "default_note", "note"):
                 text = quote(value)
-            elif field == "older_defaults" or field == "changes":
+            elif field in ("older_defaults", "older_bounds", "older_scopes", "changes"):
                 out.append("  %s:" % field)
                 for item in value:
                     out.append("    - " + render(item))

@@ -22,8 +22,9 @@ mod types;
 pub mod validate;
 
 pub use types::{
-    Bounds, Change, Condition, DataRule, HzKind, K8s, K8sClass, KeySpec, Literal, OlderDefault,
-    OneWay, OneWayKind, Op, Presence, Scalar, Scope, Severity, Shape, Version, VersionReq,
+    Bounds, Change, Condition, DataRule, HzKind, K8s, K8sClass, KeySpec, Literal, OlderBounds,
+    OlderDefault, OlderScope, OneWay, OneWayKind, Op, Presence, Scalar, Scope, Severity, Shape,
+    Version, VersionReq,
 };
 use types::{Index, Name};
 
@@ -31,8 +32,8 @@ use types::{Index, Name};
 mod embedded {
     use super::types::{
         Bounds, Change, Condition, DataRule, HzKind, Index, Indexed, K8s, K8sClass, KeySpec,
-        Literal, OlderDefault, OneWay, OneWayKind, Op, Scalar, Scope, Severity, Shape, Version,
-        VersionReq,
+        Literal, OlderBounds, OlderDefault, OlderScope, OneWay, OneWayKind, Op, Scalar, Scope,
+        Severity, Shape, Version, VersionReq,
     };
 
     include!(concat!(env!("OUT_DIR"), "/schema.rs"));
@@ -330,6 +331,35 @@ mod tests {
             spec.default_for(Version(4, 19, 0)).unwrap().to_string(),
             "128"
         );
+    }
+
+    #[test]
+    fn scopes_follow_the_release_and_the_instance() {
+        let schema = Schema::embedded().unwrap();
+        let burst = schema.lookup_text("net.ipv4.icmp_msgs_burst").unwrap();
+        assert_eq!(burst.scope_on(Version(5, 10, 0)), Scope::InitOnly);
+        assert_eq!(burst.scope_on(Version(6, 1, 0)), Scope::Netns);
+        let neigh = schema
+            .lookup_text("net.ipv4.neigh.eth0.base_reachable_time")
+            .unwrap();
+        let scope = |iface: &str| {
+            let key = ["net", "ipv4", "neigh", iface, "base_reachable_time"];
+            neigh.scope_of(&key, Version(6, 12, 0))
+        };
+        assert_eq!(scope("default"), Scope::InitOnly);
+        assert_eq!(scope("eth0"), Scope::Netns);
+    }
+
+    #[test]
+    fn older_bounds_apply_below_their_version() {
+        let schema = Schema::embedded().unwrap();
+        let state = schema.lookup_text("fs.nfs.nsm_local_state").unwrap();
+        let on = |v| state.kernel_bounds_on(v).unwrap();
+        assert_eq!(on(Version(6, 12, 0)).min, Some(-(1 << 31)));
+        assert_eq!(on(Version(7, 2, 0)).min, Some(0));
+        let aio = schema.lookup_text("fs.aio-max-nr").unwrap();
+        assert!(aio.negative_ignored_on(Version(5, 10, 0)));
+        assert!(!aio.negative_ignored_on(Version(6, 1, 0)));
     }
 
     /// A schema from one keys text (and no rules), as `--schema` would load it.

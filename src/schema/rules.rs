@@ -625,12 +625,10 @@ fn netns_writability(view: &View, out: &mut Vec<Finding>) {
             continue;
         };
         use crate::schema::Scope;
-        let ro = spec.scope == Scope::RoInChild
-            && spec
-                .ro_in_child_since
-                .is_none_or(|v| view.target.kernel >= v);
-        let what = match spec.scope {
-            _ if ro => "read-only in a child network namespace; it can only be set on the host",
+        let what = match spec.scope_of(setting.key.components(), view.target.kernel) {
+            Scope::RoInChild => {
+                "read-only in a child network namespace; it can only be set on the host"
+            }
             Scope::InitOnly => {
                 "absent in a child network namespace; it can only be set on the host"
             }

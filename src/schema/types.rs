@@ -401,6 +401,43 @@ pub struct Change {
     pub note: &'static str,
 }
 
+/// The scope a key had on older kernels.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OlderScope {
+    /// Kernels older than this had `scope`.
+    pub before: Version,
+    /// The old scope.
+    pub scope: Scope,
+}
+
+/// The bounds a key's handler enforced on older kernels.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OlderBounds {
+    /// Kernels older than this enforced these bounds.
+    pub before: Version,
+    /// Lowest accepted (`None`: unchecked).
+    pub min: Option<i128>,
+    /// Highest accepted (`None`: unchecked).
+    pub max: Option<i128>,
+    /// A negative number is accepted and ignored (the value stays as it was) instead of
+    /// refused: `proc_doulongvec_minmax` before 6.1.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub negative_ignored: bool,
+}
+
+impl OlderBounds {
+    /// The bounds, or `None` when neither side is checked.
+    pub fn bounds(&self) -> Option<Bounds> {
+        let bounds = Bounds {
+            min: self.min,
+            max: self.max,
+        };
+        (bounds != Bounds::default()).then_some(bounds)
+    }
+}
+
 /// Everything the schema knows about one key or key pattern.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -422,8 +459,15 @@ pub struct KeySpec {
     /// Unit of the value.
     #[serde(default, deserialize_with = "leak::opt_text")]
     pub unit: Option<&'static str>,
-    /// Bounds the kernel enforces (EINVAL outside).
+    /// Bounds the kernel enforces (EINVAL outside), on the newest covered kernels.
     pub kernel_bounds: Option<Bounds>,
+    /// Bounds older kernels enforced (see [`KeySpec::kernel_bounds_on`]).
+    #[serde(
+        default,
+        deserialize_with = "leak::list",
+        skip_serializing_if = "<[_]>::is_empty"
+    )]
+    pub older_bounds: &'static [OlderBounds],
     /// Bounds that are sane (warning outside).
     pub recommended: Option<Bounds>,
     /// Compiled-in default on current kernels.
@@ -446,8 +490,24 @@ pub struct KeySpec {
     /// What to use instead.
     #[serde(default, deserialize_with = "leak::opt_text")]
     pub replacement: Option<&'static str>,
-    /// Namespace scope.
+    /// Namespace scope on the newest covered kernels.
     pub scope: Scope,
+    /// Scopes of older kernels (see [`KeySpec::scope_on`]).
+    #[serde(
+        default,
+        deserialize_with = "leak::list",
+        skip_serializing_if = "<[_]>::is_empty"
+    )]
+    pub older_scopes: &'static [OlderScope],
+    /// Scopes of particular instances of a pattern, by the name the `*` component takes
+    /// (`default: init_only` for the neighbour tables' defaults), sorted by name.
+    #[serde(
+        default,
+        deserialize_with = "leak::scopes",
+        serialize_with = "scopes_as_map",
+        skip_serializing_if = "<[_]>::is_empty"
+    )]
+    pub instance_scopes: &'static [(&'static str, Scope)],
     /// Since when a child netns sees it read-only.
     pub ro_in_child_since: Option<Version>,
     /// Since when it is per-netns.
@@ -552,24 +612,87 @@ impl KeySpec {
         }
     }
 
-    /// The bounds the kernel enforces at a given `CONFIG_HZ`: `kernel_bounds`, narrowed for
-    /// handlers that convert seconds to jiffies (`|n| <= INT_MAX / HZ`). With HZ unknown the
-    /// loosest such bound applies, that of the smallest HZ Linux offers (100): whatever the
-    /// kernel's HZ, it refuses anything beyond. The other jiffies conversions are not a simple
-    /// function of HZ and are left to the kernel.
+    /// The bounds the kernel enforces at a given `CONFIG_HZ` on the newest covered kernels:
+    /// `kernel_bounds`, narrowed for handlers that convert seconds to jiffies
+    /// (`|n| <= INT_MAX / HZ`). With HZ unknown the loosest such bound applies, that of the
+    /// smallest HZ Linux offers (100): whatever the kernel's HZ, it refuses anything beyond. The
+    /// other jiffies conversions are not a simple function of HZ and are left to the kernel.
     pub fn kernel_bounds_at(&self, hz: Option<u32>) -> Option<Bounds> {
+        self.jiffies_narrowed(self.kernel_bounds, hz)
+    }
+
+    /// [`KeySpec::kernel_bounds_at`] for a given kernel version: the bounds of
+    /// [`KeySpec::kernel_bounds_on`], narrowed for jiffies at `hz`.
+    pub fn kernel_bounds_for(&self, kernel: Version, hz: Option<u32>) -> Option<Bounds> {
+        self.jiffies_narrowed(self.kernel_bounds_on(kernel), hz)
+    }
+
+    /// The table's bounds on `kernel`: the earliest `older_bounds` entry it predates, else
+    /// `kernel_bounds`.
+    pub fn kernel_bounds_on(&self, kernel: Version) -> Option<Bounds> {
+        match self.older_bounds_on(kernel) {
+            Some(older) => older.bounds(),
+            None => self.kernel_bounds,
+        }
+    }
+
+    /// Whether `kernel` accepts and ignores a negative number instead of refusing it.
+    pub fn negative_ignored_on(&self, kernel: Version) -> bool {
+        self.older_bounds_on(kernel)
+            .is_some_and(|older| older.negative_ignored)
+    }
+
+    fn older_bounds_on(&self, kernel: Version) -> Option<&OlderBounds> {
+        let older = self.older_bounds.iter().filter(|b| kernel < b.before);
+        older.min_by_key(|b| b.before)
+    }
+
+    fn jiffies_narrowed(&self, own: Option<Bounds>, hz: Option<u32>) -> Option<Bounds> {
         const SMALLEST_HZ: u32 = 100;
         match (self.hz, hz.unwrap_or(SMALLEST_HZ)) {
             (Some(HzKind::Jiffies), hz) if hz > 0 => {
                 let limit = i128::from(i32::MAX) / i128::from(hz);
-                let own = self.kernel_bounds.unwrap_or_default();
+                let own = own.unwrap_or_default();
                 Some(Bounds {
                     min: Some(own.min.map_or(-limit, |m| m.max(-limit))),
                     max: Some(own.max.map_or(limit, |m| m.min(limit))),
                 })
             }
-            _ => self.kernel_bounds,
+            _ => own,
         }
+    }
+
+    /// The key's scope on `kernel`: the earliest `older_scopes` entry it predates, else
+    /// `scope`. A `ro_in_child` key with `ro_in_child_since` is writable in a child netns
+    /// (`netns`) on kernels before that version.
+    pub fn scope_on(&self, kernel: Version) -> Scope {
+        let older = self.older_scopes.iter().filter(|s| kernel < s.before);
+        match older.min_by_key(|s| s.before) {
+            Some(older) => older.scope,
+            None if self.scope == Scope::RoInChild
+                && self.ro_in_child_since.is_some_and(|v| kernel < v) =>
+            {
+                Scope::Netns
+            }
+            None => self.scope,
+        }
+    }
+
+    /// The scope of one concrete key this entry describes on `kernel`: an instance of a
+    /// pattern named in `instance_scopes` (the `*` component's value) has its own, every other
+    /// key [`KeySpec::scope_on`].
+    pub fn scope_of(&self, key: &[impl AsRef<str>], kernel: Version) -> Scope {
+        let pattern = self.key.split('.');
+        let instances = pattern
+            .zip(key)
+            .filter(|(p, _)| *p == "*")
+            .map(|(_, k)| k.as_ref());
+        for instance in instances {
+            if let Some((_, scope)) = self.instance_scopes.iter().find(|(i, _)| *i == instance) {
+                return *scope;
+            }
+        }
+        self.scope_on(kernel)
     }
 
     /// The enum values the key accepts, in ascending order.
@@ -584,6 +707,14 @@ fn values_as_map<S: Serializer>(
     s: S,
 ) -> Result<S::Ok, S::Error> {
     s.collect_map(values.iter().map(|(n, meaning)| (n, meaning)))
+}
+
+/// Serialises `instance_scopes` as the map it was written as (`{default: init_only}`).
+fn scopes_as_map<S: Serializer>(
+    scopes: &&'static [(&'static str, Scope)],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_map(scopes.iter().map(|(instance, scope)| (instance, scope)))
 }
 
 /// Severity of a finding.
@@ -782,6 +913,15 @@ pub mod leak {
         T: Deserialize<'de> + 'static,
     {
         Vec::<T>::deserialize(d).map(|items| &*items.leak())
+    }
+
+    /// A map from an instance name to a scope, as pairs sorted by the name.
+    pub fn scopes<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<&'static [(&'static str, super::Scope)], D::Error> {
+        let map = BTreeMap::<String, super::Scope>::deserialize(d)?;
+        let pairs = map.into_iter().map(|(name, scope)| (&*name.leak(), scope));
+        Ok(pairs.collect::<Vec<_>>().leak())
     }
 
     /// A map from integer to meaning, as pairs sorted by the integer.

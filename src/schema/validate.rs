@@ -102,7 +102,7 @@ fn check_setting(
     if !check_writable_state(&b, spec, setting, out) {
         return;
     }
-    check_bounds(&b, spec, &setting.value, target.hz, out);
+    check_bounds(&b, spec, &setting.value, target, out);
     check_one_way(&b, spec, setting, out);
     check_noop_and_default(&b, spec, setting, target, out);
     if profile.fact("kubernetes_pod") {
@@ -356,24 +356,32 @@ fn check_bounds(
     b: &FindingBuilder,
     spec: &KeySpec,
     value: &Value,
-    hz: Option<u32>,
+    target: &Target,
     out: &mut Vec<Finding>,
 ) {
+    let hz = target.hz;
     let numbers: Vec<i128> = value
         .tokens()
         .iter()
         .filter_map(|t| parse_decimal(t))
         .collect();
     let key = b.setting.map(|s| s.key.to_string()).unwrap_or_default();
-    if let Some(bounds) = spec.kernel_bounds_at(hz) {
+    if let Some(bounds) = spec.kernel_bounds_for(target.kernel, hz) {
         if let Some(n) = numbers.iter().find(|n| !bounds.contains(**n)) {
             let at = match (spec.hz.is_some(), hz) {
                 (true, Some(hz)) => format!(" at CONFIG_HZ={hz}"),
                 (true, None) => " on any kernel (INT_MAX / HZ at the smallest HZ, 100)".into(),
                 (false, _) => String::new(),
             };
+            let outcome = match *n < 0 && spec.negative_ignored_on(target.kernel) {
+                true => format!(
+                    "kernel {} accepts the write but ignores it (the value stays as it was)",
+                    target.kernel
+                ),
+                false => "the write would fail with EINVAL".to_owned(),
+            };
             let message = format!(
-                "{key}: {n} is outside the kernel's accepted range {bounds}{at}; the write would fail with EINVAL"
+                "{key}: {n} is outside the kernel's accepted range {bounds}{at}; {outcome}"
             );
             out.push(b.finding(
                 Severity::Error,
@@ -386,7 +394,7 @@ fn check_bounds(
         }
     }
     if let (Some(strict), None) = (
-        spec.kernel_bounds_at(Some(STRICTEST_HZ)),
+        spec.kernel_bounds_for(target.kernel, Some(STRICTEST_HZ)),
         hz.filter(|_| spec.hz.is_some()),
     ) {
         if let Some(n) = numbers
@@ -541,11 +549,11 @@ fn check_noop_and_default(
 
 fn check_pod(b: &FindingBuilder, spec: &KeySpec, target: &Target, out: &mut Vec<Finding>) {
     let key = b.setting.map(|s| s.key.to_string()).unwrap_or_default();
-    let namespaced = matches!(spec.scope, Scope::Netns | Scope::Ipc);
-    let ro_since = spec.ro_in_child_since.is_some_and(|v| target.kernel >= v);
-    if !namespaced || ro_since || matches!(spec.k8s.as_ref().map(|k| k.class), Some(K8sClass::Node))
-    {
-        let scope = match spec.scope {
+    let components: &[String] = b.setting.map(|s| s.key.components()).unwrap_or_default();
+    let scope = spec.scope_of(components, target.kernel);
+    let namespaced = matches!(scope, Scope::Netns | Scope::Ipc);
+    if !namespaced || matches!(spec.k8s.as_ref().map(|k| k.class), Some(K8sClass::Node)) {
+        let scope = match scope {
             Scope::RoInChild => "read-only in a pod's network namespace",
             Scope::InitOnly => "absent from a pod's network namespace",
             _ => "not namespaced: it would change the whole node",

@@ -11,8 +11,8 @@ the findings are the catalogue's claims:
   finding. The catalogue's releases are source releases: a key X's source tables have but this
   build of X lacks (a filesystem or driver Debian's cloud kernel leaves out) agrees, and is
   counted in a note; a key X's source lacks must be absent;
-- in a child namespace: writable (no ``not-writable-in-netns``), read-only, absent, or global
-  (not namespaced: the child sees the host's own file).
+- in a child namespace: writable (no ``not-writable-in-netns`` or ``read-only-key``),
+  read-only, absent, or global (not namespaced: the child sees the host's own file).
 
 A key agrees when the dump says the same. One guest boot covers any catalogue size.
 """
@@ -38,7 +38,8 @@ def instances(key):
 
 
 def child_claim(findings):
-    """What a child-namespace validation says about a key."""
+    """What a child-namespace validation says about a key (a ``read-only-key`` finding: it is
+    read-only everywhere, so in a child namespace too)."""
     for f in findings:
         if f["rule"] == "not-writable-in-netns":
             if "read-only" in f["message"]:
@@ -46,15 +47,48 @@ def child_claim(findings):
             if "absent" in f["message"]:
                 return "absent"
             return "global"
+    if any(f["rule"] == "read-only-key" for f in findings):
+        return "read-only"
     return "writable"
 
 
 def child_truth(dump, key):
-    """What the child namespace's dump says about a key."""
+    """What the child namespace's dump says about a key (writable: a write bit, or a write of
+    its own value that the kernel let through to the handler)."""
     entry = dump["child_netns"].get(key)
     if entry is None:
         return "absent"
-    return "writable" if introspect.writable(entry) else "read-only"
+    if introspect.writable(entry) or key in dump.get("child_writable", set()):
+        return "writable"
+    return "read-only"
+
+
+# Guest shell: in a fresh child namespace, every readable one-line key without a write bit gets
+# its own value written back; the open fails with "Permission denied" unless a permissions hook
+# grants the write. Only the error text is kept: a write the handler refuses (EINVAL) was let
+# through all the same. Nothing changes: the value written is the one read.
+WRITE_TEST = r"""
+unshare -n sh -c '
+tab=$(printf "\t")
+while IFS=$tab read -r mode path status value; do
+    case $mode in *[2367]*) continue ;; esac
+    [ "$status" = ok ] || continue
+    case $value in *\\*|"") continue ;; esac
+    if { echo "$value" >"$path"; } 2>/tmp/.write.err; then result=ok; else
+        IFS= read -r result </tmp/.write.err; result=${result##*: }; fi
+    printf "%s\t%s\n" "$path" "$result"
+done </out/agreement/child.tsv >/out/agreement/child-write.tsv'
+"""
+
+
+def writable_by_hook(text):
+    """Keys whose write-back in the child got past the permission check (``child-write.tsv``)."""
+    out = set()
+    for line in text.splitlines():
+        path, _, result = line.partition("\t")
+        if path and result not in ("Permission denied", "Operation not permitted"):
+            out.add(introspect.key_of(path))
+    return out
 
 
 class Agreement:
@@ -73,8 +107,10 @@ class Agreement:
         return {}
 
     def script(self, ctx):
-        """The two dumps."""
-        return introspect.dump_script("/out/agreement")
+        """The two dumps, and which keys without a write bit a child namespace can write all the
+        same (a table's permissions hook: ipc_permissions lets a checkpoint/restore-capable
+        process write kernel.*_next_id, mode 0444)."""
+        return introspect.dump_script("/out/agreement") + WRITE_TEST
 
     def analyze(self, ctx, out):
         """One check per concrete key."""
@@ -82,6 +118,7 @@ class Agreement:
             self.dump = introspect.document(ctx.kernel, ctx.machine, out.files)
         except LabError as err:
             return [Check("validate agreement: dump", False, str(err))]
+        self.dump["child_writable"] = writable_by_hook(out.text("child-write.tsv", ""))
         self.source = source_keys(ctx.kernel.release)
         pairs = [(e["key"], k) for e in ctx.schema["keys"] for k in instances(e["key"])]
         keys = [k for _, k in pairs]
@@ -101,7 +138,7 @@ class Agreement:
         claims_exists = not any(f["rule"] in EXISTENCE_RULES for f in plain)
         exists = key in self.dump["init"]
         name = f"validate {key}"
-        if claims_exists and not exists and entry in self.source:
+        if claims_exists and not exists and in_source(entry, self.source):
             self.unbuilt += 1
             return Check(name, True)
         if claims_exists != exists:
@@ -123,6 +160,13 @@ def source_keys(release):
     if not path.exists():
         return set()
     return set(json.loads(path.read_text())["keys"])
+
+
+def in_source(key, source):
+    """Whether a release's source registers a catalogue key: the key itself, or a directory
+    above it that the kernel fills at run time (5.10's ``kernel.sched_domain``)."""
+    parts = key.split(".")
+    return any(".".join(parts[:n]) in source for n in range(1, len(parts) + 1))
 
 
 def findings_by_key(ctx, keys, child):
