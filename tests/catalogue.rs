@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -382,7 +382,7 @@ fn real_world_files() -> Vec<PathBuf> {
 fn real_world_sysctl_d_files_import_with_every_key_catalogued() {
     let schema = Schema::embedded().unwrap();
     let files = real_world_files();
-    let projects: std::collections::BTreeSet<String> = files
+    let projects: BTreeSet<String> = files
         .iter()
         .map(|f| {
             let text = std::fs::read_to_string(f).unwrap();
@@ -423,4 +423,121 @@ fn real_world_sysctl_d_files_import_with_every_key_catalogued() {
         "keys of real-world files without a catalogue entry:\n{}",
         uncatalogued.join("\n")
     );
+}
+
+/// The findings `validate --kernel 6.1` must give each real-world file once imported: every
+/// error (rule, key) exactly, and these warnings and notes at least. Everything else there is
+/// a false error. The errors are true: the scheduler's `sched_*_ns` tunables left sysctl for
+/// debugfs in 5.13, and tcp_tw_recycle is gone since 4.12.
+const REAL_WORLD_FINDINGS: &[(&str, &[(&str, &str)], &[(&str, &str)])] = &[
+    (
+        "scylladb-99-scylla",
+        &[
+            ("key-absent", "kernel.sched_latency_ns"),
+            ("key-absent", "kernel.sched_min_granularity_ns"),
+            ("key-absent", "kernel.sched_tunable_scaling"),
+            ("key-absent", "kernel.sched_wakeup_granularity_ns"),
+        ],
+        &[],
+    ),
+    (
+        "tuned-profiles",
+        &[
+            ("key-absent", "kernel.sched_min_granularity_ns"),
+            ("key-absent", "kernel.sched_wakeup_granularity_ns"),
+        ],
+        &[],
+    ),
+    (
+        "devsec-os-hardening",
+        &[],
+        &[
+            ("timestamps-off", "net.ipv4.tcp_timestamps"),
+            ("one-way-key", "kernel.kexec_load_disabled"),
+        ],
+    ),
+    (
+        "konstruktoid-hardening-sysctl",
+        &[],
+        &[("timestamps-off", "net.ipv4.tcp_timestamps")],
+    ),
+    (
+        "tuned-oracle",
+        &[],
+        &[("port-range-parity", "net.ipv4.ip_local_port_range")],
+    ),
+    (
+        "seed-000-ecs-faq",
+        &[("key-removed", "net.ipv4.tcp_tw_recycle")],
+        &[
+            ("timestamps-off", "net.ipv4.tcp_timestamps"),
+            (
+                "syn-backlog-with-syncookies",
+                "net.ipv4.tcp_max_syn_backlog",
+            ),
+            ("tw-reuse-without-timestamps", "net.ipv4.tcp_tw_reuse"),
+        ],
+    ),
+];
+
+/// Real-world files import (on this host, read only) and validate for kernel 6.1 with no
+/// false error, and the true findings still fire.
+#[test]
+fn real_world_files_validate_for_6_1_without_false_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wrong = Vec::new();
+    for file in real_world_files() {
+        let stem = file.file_stem().unwrap().to_string_lossy().into_owned();
+        let profile = dir.path().join(format!("{stem}.yaml"));
+        let import = Command::new(bin())
+            .args(["--root", "/proc/sys", "import"])
+            .arg(&file)
+            .arg("-o")
+            .arg(&profile)
+            .output()
+            .unwrap();
+        assert!(import.status.success(), "import {stem}");
+        let out = Command::new(bin())
+            .args([
+                "--root",
+                "/proc/sys",
+                "validate",
+                "--kernel",
+                "6.1",
+                "--format",
+                "json",
+            ])
+            .arg(&profile)
+            .output()
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let findings = json["profiles"][0]["findings"].as_array().unwrap().clone();
+        let of = |severity: &[&str]| -> BTreeSet<(String, String)> {
+            findings
+                .iter()
+                .filter(|f| severity.contains(&f["severity"].as_str().unwrap()))
+                .map(|f| {
+                    let key = f["key"].as_str().unwrap_or_default().to_owned();
+                    (f["rule"].as_str().unwrap().to_owned(), key)
+                })
+                .collect()
+        };
+        let expected = REAL_WORLD_FINDINGS.iter().find(|(s, _, _)| *s == stem);
+        let (errors, required) = expected.map_or((&[][..], &[][..]), |(_, e, r)| (*e, *r));
+        let want: BTreeSet<(String, String)> = errors
+            .iter()
+            .map(|(r, k)| ((*r).to_owned(), (*k).to_owned()))
+            .collect();
+        let got = of(&["error"]);
+        if got != want {
+            wrong.push(format!("{stem}: errors {got:?}, expected {want:?}"));
+        }
+        let seen = of(&["warning", "info"]);
+        for (rule, key) in required {
+            if !seen.contains(&((*rule).to_owned(), (*key).to_owned())) {
+                wrong.push(format!("{stem}: {rule} on {key} did not fire"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }

@@ -14,7 +14,13 @@ KEYS = [
     ("net.core.rmem_max", 4194303, "Lab: a net key that exists only in the initial netns."),
     ("net.netfilter.nf_conntrack_max", 54321,
      "Lab: a module's key (nf_conntrack), read-only in child namespaces."),
+    ("vm.dirty_bytes", 100000000,
+     "Lab: one of an exclusive pair; writing it zeroes vm.dirty_ratio, which rollback restores."),
 ]
+
+# Keys the profile does not name that the kernel changes as a side effect of KEYS: each must be
+# restored byte-identical too.
+COUPLED = ["vm.dirty_ratio"]
 
 
 class Globals:
@@ -31,7 +37,7 @@ class Globals:
 
     def script(self, ctx):
         """Raw values before, apply, raw values, rollback, raw values after."""
-        keys = [k for k, _, _ in KEYS]
+        keys = [k for k, _, _ in KEYS] + COUPLED
         sp = "sysprof --state-dir /tmp/globals --no-persist --schema /lab/schema"
         return "\n".join([
             "labmod nf_conntrack",
@@ -60,6 +66,11 @@ class Globals:
                 checks.append(Check(f"globals {key} applied", value_of(applied) == str(value),
                                     f"want {value}, kernel has {value_of(applied)!r}"))
             checks.append(Check(f"globals {key} restored byte-identical", after == before,
+                                f"before {before!r}, after rollback {after!r}"))
+        for key in COUPLED:
+            before, after = out.raw(f"before.{key}"), out.raw(f"after.{key}")
+            checks.append(Check(f"globals {key} (coupled) restored byte-identical",
+                                before is not None and after == before,
                                 f"before {before!r}, after rollback {after!r}"))
         return checks
 
