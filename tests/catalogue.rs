@@ -429,7 +429,10 @@ fn real_world_sysctl_d_files_import_with_every_key_catalogued() {
 /// error (rule, key) exactly, and these warnings and notes at least. Everything else there is
 /// a false error. The errors are true: the scheduler's `sched_*_ns` tunables left sysctl for
 /// debugfs in 5.13, and tcp_tw_recycle is gone since 4.12.
-const REAL_WORLD_FINDINGS: &[(&str, &[(&str, &str)], &[(&str, &str)])] = &[
+/// (rule, key) pairs.
+type Findings = &'static [(&'static str, &'static str)];
+
+const REAL_WORLD_FINDINGS: &[(&str, Findings, Findings)] = &[
     (
         "scylladb-99-scylla",
         &[

@@ -195,6 +195,16 @@ fn a_tripped_gate_rolls_the_watched_apply_back_and_exits_8() {
     );
     let plain = sb.run(&["apply", p.to_str().unwrap()]);
     plain.expect(exit::GATE_TRIPPED);
+    // `status` says which version is held back, and why.
+    let status = sb.run(&["status"]).expect(0).stdout;
+    assert!(
+        status.contains("tripped: profile listen-queue (")
+            && status.contains("TcpExt.ListenOverflows rose by")
+            && status.contains("--retry-tripped"),
+        "{status}"
+    );
+    let status = sb.run(&["status", "--format", "json"]).expect(0).json();
+    assert_eq!(status["tripped"][0]["profile"], "listen-queue", "{status}");
     assert_eq!(
         (
             ns.read("net.ipv4.tcp_fin_timeout"),

@@ -176,7 +176,11 @@ fn doctor_and_health_read_the_same_through_netlink_as_through_the_tables() {
     via_netlink["sockets_from"].take();
     via_tables["sockets_from"].take();
     assert_eq!(via_netlink, via_tables);
-    assert_eq!(via_netlink["states"]["TIME_WAIT"], 41);
+    assert_eq!(
+        via_netlink["states"]["TIME_WAIT"], 41,
+        "states: {:#}",
+        via_netlink["states"]
+    );
     let checks = via_netlink["checks"].as_array().unwrap();
     let evidence = |id: &str| {
         let check = checks.iter().find(|c| c["id"] == id).unwrap();

@@ -150,6 +150,9 @@ def settle(expected, timeout=10.0):
         if all(counts.get(state, 0) == n for state, n in expected.items()):
             return
         time.sleep(0.05)
+    # Carry on (the test's own assertions say what differs), but say what was seen.
+    print("sockets.py: not settled after %.0f s: want %s, have %s" % (timeout, expected, counts),
+          file=sys.stderr)
 
 
 def checksum(data):

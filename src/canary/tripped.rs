@@ -34,7 +34,7 @@ pub struct Trip {
 
 /// The trip recorded for this version of `profile`, if any.
 pub fn find(ctx: &Context, profile: &Profile) -> Result<Option<Trip>> {
-    Ok(read(ctx)?
+    Ok(all(ctx)?
         .into_iter()
         .rev()
         .find(|t| t.fingerprint == profile.fingerprint))
@@ -42,7 +42,7 @@ pub fn find(ctx: &Context, profile: &Profile) -> Result<Option<Trip>> {
 
 /// Records that this version of `profile` tripped `gates` (descriptions).
 pub fn record(ctx: &Context, profile: &Profile, gates: Vec<String>) -> Result<()> {
-    let mut trips = read(ctx)?;
+    let mut trips = all(ctx)?;
     trips.retain(|t| t.fingerprint != profile.fingerprint);
     trips.push(Trip {
         fingerprint: profile.fingerprint.clone(),
@@ -74,9 +74,9 @@ pub fn refuse(ctx: &Context, profile: &Profile) -> Result<()> {
     })
 }
 
-/// Every recorded trip; an unreadable or damaged file is an error (a refusal we cannot check
-/// is not skipped silently).
-fn read(ctx: &Context) -> Result<Vec<Trip>> {
+/// Every recorded trip, oldest first; an unreadable or damaged file is an error (a refusal we
+/// cannot check is not skipped silently).
+pub fn all(ctx: &Context) -> Result<Vec<Trip>> {
     let Some(bytes) = ctx.store.read_file(FILE)? else {
         return Ok(Vec::new());
     };

@@ -3,6 +3,7 @@
 
 use crate::canary::confirm::{self, Enforced, Pending};
 use crate::canary::safe_apply::boot_id;
+use crate::canary::tripped;
 use crate::canary::watcher;
 use crate::change::context::Context;
 use crate::change::history::{self, Entry, History};
@@ -38,10 +39,10 @@ pub fn run(s: &Settings, out: &mut Output) -> Result<i32> {
     };
     let lost = lost_history(&ctx, &history)?;
     if out.json() {
-        out.emit(&serde_json::json!({ "ok": true, "state_dir": ctx.store.dir(), "unfinished": journal.as_ref().unwrap_or(&None), "journal_damaged": journal.as_ref().err(), "lock_holder": holder, "last": last, "damaged": history.damaged, "history_lost": lost, "drift": drift, "pending": pending_json, "enforced": enforced, "disagreements": disagree }))?;
+        out.emit(&serde_json::json!({ "ok": true, "state_dir": ctx.store.dir(), "unfinished": journal.as_ref().unwrap_or(&None), "journal_damaged": journal.as_ref().err(), "lock_holder": holder, "last": last, "damaged": history.damaged, "history_lost": lost, "drift": drift, "pending": pending_json, "enforced": enforced, "disagreements": disagree, "tripped": tripped::all(&ctx)? }))?;
         return Ok(exit::OK);
     }
-    let mut lines = lines(&ctx, &journal, pending_line, holder, last, &drift);
+    let mut lines = lines(&ctx, &journal, pending_line, holder, last, &drift)?;
     if let Some(Enforced::Reverted { reason, .. }) = &enforced {
         let text = format!("a pending change was due ({reason:?}) and has just been rolled back");
         lines.insert(1, text);
@@ -132,7 +133,7 @@ fn lines(
     holder: Option<u32>,
     last: Option<&Entry>,
     drift: &[Drift],
-) -> Vec<String> {
+) -> Result<Vec<String>> {
     let mut lines = vec![format!("state dir: {}", ctx.store.dir().display())];
     lines.push(journal_line(journal));
     lines.extend(pending);
@@ -160,7 +161,19 @@ fn lines(
             d.key, d.expected, d.set_by
         ));
     }
-    lines
+    lines.extend(tripped::all(ctx)?.iter().map(tripped_line));
+    Ok(lines)
+}
+
+/// A profile version held back because its watch tripped.
+fn tripped_line(t: &tripped::Trip) -> String {
+    format!(
+        "tripped: profile {} ({}) tripped a health gate at {} ({}); apply refuses this version until it changes or --retry-tripped",
+        t.profile,
+        &t.fingerprint[..SHORT_ID.min(t.fingerprint.len())],
+        t.time,
+        t.gates.join("; ")
+    )
 }
 
 /// The pending change for `status`: JSON, and a line for humans.
