@@ -104,13 +104,7 @@ pub fn refuse_irreversible(plan: &Plan, allowed: bool) -> Result<()> {
 /// What applying would do, computed without the lock and without writing anything (not even
 /// the state dir or a recovery): `--dry-run`. An unfinished change is left for a real command.
 pub fn preview(ctx: &Context, profile: &Profile, options: &Options) -> Result<(Plan, Outcome)> {
-    let plan = plan(ctx, profile, options.keep_released)?;
-    refuse_blockers(ctx, &plan)?;
-    refuse_irreversible(&plan, options.allow_irreversible)?;
-    let change = change(ctx, profile, &plan, &options.persist)?;
-    if let Some(saved) = &options.plan {
-        saved.check(ctx, &change)?;
-    }
+    let (plan, change) = planned_change(ctx, profile, options)?;
     if change.is_empty() {
         return Ok((plan, Outcome::InSync));
     }
@@ -126,6 +120,18 @@ pub fn apply(
     options: &Options,
 ) -> Result<(Plan, Outcome)> {
     transaction::recover(ctx, lock)?;
+    let (plan, change) = planned_change(ctx, profile, options)?;
+    if change.is_empty() {
+        return Ok((plan, Outcome::InSync));
+    }
+    let Committed { id, seq, record } = transaction::execute(ctx, lock, change)?;
+    Ok((plan, Outcome::Applied { id, seq, record }))
+}
+
+/// The plan and the change it calls for, refused (before anything is written) when a key
+/// blocks it, when it would write irreversibly without leave, or when it is not the saved plan
+/// it must equal.
+fn planned_change(ctx: &Context, profile: &Profile, options: &Options) -> Result<(Plan, Change)> {
     let plan = plan(ctx, profile, options.keep_released)?;
     refuse_blockers(ctx, &plan)?;
     refuse_irreversible(&plan, options.allow_irreversible)?;
@@ -133,11 +139,7 @@ pub fn apply(
     if let Some(saved) = &options.plan {
         saved.check(ctx, &change)?;
     }
-    if change.is_empty() {
-        return Ok((plan, Outcome::InSync));
-    }
-    let Committed { id, seq, record } = transaction::execute(ctx, lock, change)?;
-    Ok((plan, Outcome::Applied { id, seq, record }))
+    Ok((plan, change))
 }
 
 /// A key that is missing (and not optional) or unreadable stops the apply before anything is

@@ -478,9 +478,7 @@ impl Loader {
         }
         Ok(())
     }
-}
 
-impl Loader {
     /// A pattern key: replaces the same pattern from a parent (a pattern twice in one file is
     /// refused, like a key).
     fn pattern(&mut self, text: &str, at: Location, node: &Node, file: &Arc<str>) -> Result<()> {
