@@ -520,6 +520,8 @@ fn inline_comments_are_warned_about_and_left_out_of_the_value() {
             "{warning}"
         );
     }
+    let rule = sb.run(&["explain", "inline-comment"]).expect(0).stdout;
+    assert!(rule.contains("severity: warning"), "{rule}");
     let profile = sb.file("inline.yaml", &run.stdout);
     let loaded = Profile::load(&profile).unwrap();
     let value = |key: &str| setting(&loaded, key).value.to_string();

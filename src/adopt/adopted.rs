@@ -108,7 +108,7 @@ pub fn imported(
         .entries()
         .iter()
         .filter_map(Entry::inline_comment_warning)
-        .map(|w| ("inline-comment", w))
+        .map(|w| (crate::adopt::import::INLINE_COMMENT, w))
         .collect();
     Ok(Adopted {
         text,

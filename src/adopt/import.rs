@@ -19,6 +19,8 @@ use crate::kernel::SysctlTree;
 use crate::profile::key::SysctlKey;
 use crate::profile::value::{Value, is_ambiguous_number, parse_decimal};
 use crate::profile::{Location, MAX_PROFILE_BYTES};
+use crate::schema::Severity;
+use crate::schema::rules::CodeRule;
 
 /// Where a line comes from: `file:line`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -68,6 +70,20 @@ pub struct Entry {
     /// there, so the kernel is given it too.
     pub inline_comment: Option<InlineComment>,
 }
+
+/// The rules `import` reports by (see `sysprof explain ID`).
+pub const RULES: &[CodeRule] = &[CodeRule {
+    id: INLINE_COMMENT,
+    severity: Severity::Warning,
+    summary: "a `# …` or `; …` after a value in a sysctl.d file: not a comment there (`sysctl -p` and systemd-sysctl write it to the kernel, which keeps or refuses it); imported without it",
+    sources: &[
+        "sysctl.d(5)",
+        "procps sysctl.c (-p reads the value to the line's end)",
+    ],
+}];
+
+/// The id of the inline-comment warning.
+pub const INLINE_COMMENT: &str = "inline-comment";
 
 /// A `# …` or `; …` after a value.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,6 +18,7 @@ pub fn run(s: &Settings, name: &str, out: &mut Output) -> Result<i32> {
     if let Some(rule) = CODE_RULES
         .iter()
         .chain(manifests::RULES)
+        .chain(crate::adopt::import::RULES)
         .find(|r| r.id == name)
     {
         let value = serde_json::json!({ "id": rule.id, "severity": rule.severity, "kind": "code", "summary": rule.summary, "sources": rule.sources });
