@@ -6,8 +6,7 @@ use std::path::PathBuf;
 
 use crate::adopt::emit::{self, Header, Item};
 use crate::adopt::export::{self, Export, Filter};
-use crate::adopt::glob::Glob;
-use crate::adopt::import::{Entry, Name, Options};
+use crate::adopt::import::{Entry, Name, Options, Resolution};
 use crate::error::Result;
 use crate::kernel::SysctlTree;
 use crate::profile::key::SysctlKey;
@@ -40,20 +39,13 @@ pub fn imported(
     // does not freeze this host's interface names; the keys it matches here are checked.
     // A glob that a `-key` exclusion keeps off one of its keys is written as the keys it sets
     // (a profile has no exclusions).
-    let excluded_from = |glob: &str| {
-        Glob::parse(glob).is_ok_and(|g| {
-            resolved.excluded.iter().any(|e| match &e.name {
-                Name::Key(key) => g.matches(key),
-                Name::Glob(_) => false,
-            })
-        })
-    };
+    let frozen = globs_with_exclusions(&options, &resolved);
     let mut seen_globs = std::collections::HashSet::new();
     let items: Vec<Item> = resolved
         .settings
         .iter()
         .filter_map(|(key, imported)| {
-            let pattern = imported.glob.clone().filter(|g| !excluded_from(g));
+            let pattern = imported.glob.clone().filter(|g| !frozen.contains(g));
             if pattern
                 .as_ref()
                 .is_some_and(|g| !seen_globs.insert(g.clone()))
@@ -116,6 +108,26 @@ pub fn imported(
         notes,
         warnings,
     })
+}
+
+/// The globs of `options` (as written) that an exclusion keeps off one of their keys.
+fn globs_with_exclusions(
+    options: &Options,
+    resolved: &Resolution,
+) -> std::collections::HashSet<String> {
+    let excluded = resolved.excluded.iter().filter_map(|e| match &e.name {
+        Name::Key(key) => Some(key),
+        Name::Glob(_) => None,
+    });
+    let excluded: Vec<&SysctlKey> = excluded.collect();
+    options
+        .entries()
+        .iter()
+        .filter_map(|e| match &e.name {
+            Name::Glob(g) if excluded.iter().any(|k| g.matches(k)) => Some(g.to_string()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// A profile of the running values under `filter`; `scope` is the prefix as the user wrote it,

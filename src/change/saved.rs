@@ -183,27 +183,25 @@ impl SavedPlan {
 }
 
 /// Reads `path` as a saved plan; `None` when it is not one (a profile), or cannot be opened
-/// (the profile loader then says why, with the file's place).
+/// (the profile loader then says why, with the file's place). Only the first 4 KiB are read
+/// unless they look like a plan; then the rest, from the same open file.
 pub fn load(path: &Path) -> Result<Option<SavedPlan>> {
-    let Ok(file) = crate::files::open(path, crate::files::Policy::input(MAX_PLAN_BYTES)) else {
+    let Ok(mut file) = crate::files::open(path, crate::files::Policy::input(MAX_PLAN_BYTES)) else {
         return Ok(None);
     };
-    let mut head = Vec::new();
-    file.take(4096)
-        .read_to_end(&mut head)
-        .map_err(|e| Error::io("read", path, e))?;
-    let looks = head.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
-        && String::from_utf8_lossy(&head).contains(FORMAT);
+    let mut bytes = Vec::new();
+    let read = |file: &mut std::fs::File, bytes: &mut Vec<u8>, limit: u64| {
+        file.take(limit)
+            .read_to_end(bytes)
+            .map_err(|e| Error::io("read", path, e))
+    };
+    read(&mut file, &mut bytes, 4096)?;
+    let looks = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+        && String::from_utf8_lossy(&bytes).contains(FORMAT);
     if !looks {
         return Ok(None);
     }
-    let bytes =
-        crate::files::read(path, crate::files::Policy::input(MAX_PLAN_BYTES)).map_err(|e| {
-            Error::Input {
-                message: format!("cannot read {}: {e}", path.display()),
-                help: None,
-            }
-        })?;
+    read(&mut file, &mut bytes, MAX_PLAN_BYTES)?;
     let plan: SavedPlan = serde_json::from_slice(&bytes)
         .map_err(|e| stale(format!("{} is not a valid saved plan: {e}", path.display())))?;
     if plan.format != FORMAT {

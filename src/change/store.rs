@@ -403,18 +403,24 @@ impl Store {
         Ok(String::from_utf8_lossy(&bytes[complete..]).into_owned())
     }
 
-    /// Cuts the history back to its last complete line (after a crash cut an append short).
-    pub fn cut_torn_tail(&self, _lock: &StoreLock) -> Result<()> {
-        let (_, complete) = self.read_history()?;
-        let Some(len) = complete else {
-            return Ok(());
-        };
+    /// The history file opened for writing in place (never through a symlink), and its path.
+    fn history_for_write(&self) -> Result<(File, PathBuf)> {
         let path = self.dir.join(HISTORY);
         let file = OpenOptions::new()
             .write(true)
             .custom_flags(libc_nofollow())
             .open(&path)
             .map_err(|e| Error::io("open", &path, e))?;
+        Ok((file, path))
+    }
+
+    /// Cuts the history back to its last complete line (after a crash cut an append short).
+    pub fn cut_torn_tail(&self, _lock: &StoreLock) -> Result<()> {
+        let (_, complete) = self.read_history()?;
+        let Some(len) = complete else {
+            return Ok(());
+        };
+        let (file, path) = self.history_for_write()?;
         file.set_len(len)
             .and_then(|()| file.sync_data())
             .map_err(|e| Error::io("truncate", &path, e))
@@ -686,12 +692,7 @@ impl Store {
     /// and flushes it: one `fdatasync`, no rename, no directory flush.
     fn append_history(&self, len: u64, entry: &HistoryEntry) -> Result<()> {
         use std::os::unix::fs::FileExt;
-        let path = self.dir.join(HISTORY);
-        let file = OpenOptions::new()
-            .write(true)
-            .custom_flags(libc_nofollow())
-            .open(&path)
-            .map_err(|e| Error::io("open", &path, e))?;
+        let (file, path) = self.history_for_write()?;
         let line = history_line(entry);
         // Crash tests stop between two halves to leave a torn line; one write otherwise.
         let split = match cfg!(feature = "fault-injection") {

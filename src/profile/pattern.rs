@@ -30,11 +30,7 @@ impl Glob {
     /// Parses a glob with the first-separator rule of sysctl.d(5).
     pub fn parse(text: &str) -> Result<Self> {
         // Validate the shape with the glob characters neutralised, then keep the real components.
-        let neutral: String = text
-            .chars()
-            .map(|c| if "*?[]!^".contains(c) { 'x' } else { c })
-            .collect();
-        let shape = SysctlKey::parse(&neutral).map_err(|_| Error::Key {
+        let shape = SysctlKey::parse(&neutral(text)).map_err(|_| Error::Key {
             key: text.to_owned(),
             reason: "not a valid glob over sysctl keys".into(),
         })?;
@@ -46,17 +42,7 @@ impl Glob {
     /// A key of the same shape with the glob characters replaced, standing in for the
     /// pattern where a key is needed before expansion.
     pub fn stand_in(&self) -> SysctlKey {
-        let neutral: Vec<String> = self
-            .components
-            .iter()
-            .map(|c| {
-                c.chars()
-                    .map(|ch| if "*?[]!^".contains(ch) { 'x' } else { ch })
-                    .collect::<String>()
-                    .replace('.', "/")
-            })
-            .collect();
-        SysctlKey::parse(&neutral.join(".")).expect("a glob's shape is a key's")
+        SysctlKey::parse(&neutral(&self.to_string())).expect("a glob's shape is a key's")
     }
 
     /// The keys it matches among those every kernel has for a per-instance table: each glob
@@ -115,6 +101,13 @@ impl fmt::Display for Glob {
             .collect();
         f.write_str(&parts.join("."))
     }
+}
+
+/// `text` with its glob characters replaced by a letter: a key of the same shape.
+fn neutral(text: &str) -> String {
+    text.chars()
+        .map(|c| if "*?[]!^".contains(c) { 'x' } else { c })
+        .collect()
 }
 
 /// glob(3)-style match of one path component: `*`, `?`, `[set]`, `[!set]`, `[a-z]`.

@@ -39,11 +39,8 @@ pub fn run(s: &Settings, name: &str, out: &mut Output) -> Result<i32> {
         .ok()
         .and_then(|key| s.tree().ok()?.read(&key).ok());
     value["current"] = current.map(|v| v.to_string()).into();
-    value["origin"] = match spec.generated {
-        true => "generated from the kernel's own tables and documentation (schema/catalogue.yaml)",
-        false => "curated by hand, with its rules and sources (schema/keys.yaml)",
-    }
-    .into();
+    let (origin, from) = report::origin_and_where(spec);
+    value["origin"] = format!("{origin} {from}").into();
     value["default_on_target"] = spec
         .default_for(s.target().kernel)
         .map(|v| v.to_string())

@@ -54,9 +54,20 @@ pub fn schema_table(
 /// `curated` (schema/keys.yaml, hand-written with rules and seeds) or `generated` (from the
 /// kernel's tables and docs, schema/catalogue.yaml).
 pub fn origin(spec: &KeySpec) -> &'static str {
+    origin_and_where(spec).0
+}
+
+/// [`origin`] with where the entry comes from, as `explain` says it.
+pub fn origin_and_where(spec: &KeySpec) -> (&'static str, &'static str) {
     match spec.generated {
-        true => "generated",
-        false => "curated",
+        true => (
+            "generated",
+            "from the kernel's own tables and documentation (schema/catalogue.yaml)",
+        ),
+        false => (
+            "curated",
+            "by hand, with its rules and sources (schema/keys.yaml)",
+        ),
     }
 }
 
